@@ -1,0 +1,108 @@
+"""Write a YOLO-format defect dataset from the procedural renderer (images, labels, data.yaml)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vision.synth import DEFECT_CLASSES, PLAUSIBLE_DEFECTS, ProductShape, SceneStyle, random_look, render_item
+
+SPLITS = ("train", "val", "test")
+# Seed streams per split: a split never reuses another split's seeds, whatever the counts.
+_SPLIT_STREAM = {"train": 1, "val": 2, "test": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    train: int = 200
+    val: int = 40
+    test: int = 40
+    seed: int = 0
+    size: int = 416
+    clean_share: float = 0.12
+    shifted: bool = False
+
+
+def _shapes_for(defect: str) -> list[ProductShape]:
+    return [s for s, allowed in PLAUSIBLE_DEFECTS.items() if defect in allowed]
+
+
+def _packaged_view(shape: ProductShape, defect: str) -> str:
+    # Seals and package damage need packaging: a gadget is shown boxed (side view) for those.
+    if shape == ProductShape.GADGET and defect in ("seal_broken", "package_damage"):
+        return "side"
+    return "front"
+
+
+def render_sample(rng: np.random.Generator, index: int, spec: DatasetSpec):
+    """One training sample; the primary class cycles so every class gets an equal share."""
+    style = SceneStyle(size=(spec.size, spec.size), shifted=spec.shifted)
+    if rng.random() < spec.clean_share:
+        shape = ProductShape(rng.choice([s.value for s in ProductShape]))
+        view = "front" if rng.random() < 0.5 else "side"
+        return render_item(rng, random_look(rng, shape), (), style, view)
+    primary = DEFECT_CLASSES[index % len(DEFECT_CLASSES)]
+    shapes = _shapes_for(primary)
+    shape = shapes[int(rng.integers(0, len(shapes)))]
+    view = _packaged_view(shape, primary)
+    extra_n = int(rng.choice([0, 0, 1, 2]))
+    allowed = PLAUSIBLE_DEFECTS[shape]
+    extras = tuple(rng.choice(allowed, size=extra_n)) if extra_n else ()
+    return render_item(rng, random_look(rng, shape), (primary, *extras), style, view)
+
+
+def yolo_lines(item, width: int, height: int) -> list[str]:
+    lines = []
+    for name, (x1, y1, x2, y2) in item.boxes():
+        cls = DEFECT_CLASSES.index(name)
+        cx, cy = (x1 + x2) / 2 / width, (y1 + y2) / 2 / height
+        bw, bh = (x2 - x1) / width, (y2 - y1) / height
+        lines.append(f"{cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    return lines
+
+
+def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
+    """Render the dataset into ``out``; return a manifest with per-split counts and a content hash."""
+    out = Path(out)
+    counts: dict[str, dict[str, int]] = {}
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        n = getattr(spec, split)
+        img_dir, lbl_dir = out / "images" / split, out / "labels" / split
+        img_dir.mkdir(parents=True, exist_ok=True)
+        lbl_dir.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([spec.seed, _SPLIT_STREAM[split], int(spec.shifted)])
+        per_class = dict.fromkeys(DEFECT_CLASSES, 0)
+        for i in range(n):
+            item = render_sample(rng, i, spec)
+            stem = f"{split}_{i:05d}"
+            ok, buf = cv2.imencode(".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            if not ok:
+                raise RuntimeError(f"could not encode {stem}")
+            (img_dir / f"{stem}.jpg").write_bytes(buf.tobytes())
+            lines = yolo_lines(item, spec.size, spec.size)
+            text = "\n".join(lines) + ("\n" if lines else "")
+            (lbl_dir / f"{stem}.txt").write_text(text)
+            digest.update(buf.tobytes())
+            digest.update(text.encode())
+            for line in lines:
+                per_class[DEFECT_CLASSES[int(line.split()[0])]] += 1
+            if progress:
+                progress(split, i + 1, n)
+        counts[split] = per_class
+    names = "\n".join(f"  {i}: {n}" for i, n in enumerate(DEFECT_CLASSES))
+    (out / "data.yaml").write_text(
+        f"path: {out.resolve()}\ntrain: images/train\nval: images/val\ntest: images/test\nnames:\n{names}\n"
+    )
+    manifest = {
+        "spec": {k: getattr(spec, k) for k in DatasetSpec.__dataclass_fields__},
+        "boxes_per_class": counts,
+        "sha256": digest.hexdigest(),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest

@@ -1,0 +1,218 @@
+"""ONNX Runtime YOLO detector (ultralytics export: output (B, 4 + nc, N), cx cy w h + sigmoided scores).
+
+Reads class names, stride and input size from the model's metadata and thresholds from the model card
+beside it. A model whose inputs, outputs or metadata do not fit is refused when it is loaded, with a
+message that says what is wrong, never mid-inspection.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from station.domain import Detections
+
+
+class ModelError(ValueError):
+    """The model file is missing or does not fit this engine."""
+
+
+class Detector(Protocol):
+    """What the pipeline needs from a detector backend."""
+
+    class_names: tuple[str, ...]
+    version: str
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    classes: tuple[str, ...]
+    input_size: tuple[int, int]
+    confidence: float
+    iou: float
+    raw: dict
+
+    @classmethod
+    def load(cls, path: Path) -> "ModelCard | None":
+        import yaml
+
+        if not path.exists():
+            return None
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            th = data.get("thresholds", {})
+            return cls(tuple(data.get("classes", ())), tuple(data.get("input_size", (0, 0))),
+                       float(th.get("confidence", 0.25)), float(th.get("iou", 0.45)), data)
+        except (yaml.YAMLError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"model card {path} is not valid: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class LetterboxParams:
+    """How one image was fitted into the network input, to map boxes back."""
+
+    gain: float
+    pad_x: float
+    pad_y: float
+
+
+def letterbox_into(image: np.ndarray, out: np.ndarray, size: tuple[int, int]) -> LetterboxParams:
+    """Resize keeping aspect into ``out`` (H, W, 3 uint8, pre-filled with 114 grey), centred like ultralytics."""
+    h, w = image.shape[:2]
+    th, tw = size
+    gain = min(th / h, tw / w)
+    nw, nh = int(round(w * gain)), int(round(h * gain))
+    pad_x, pad_y = (tw - nw) / 2, (th - nh) / 2
+    left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
+    out[:] = 114
+    resized = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out[top:top + nh, left:left + nw] = resized
+    return LetterboxParams(gain, left, top)
+
+
+def decode_predictions(pred: np.ndarray, conf: float, iou: float, params: LetterboxParams,
+                       image_shape: tuple[int, int], max_det: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode one image's (4 + nc, N) output: threshold, class-wise NMS, map back to image pixels.
+
+    Returns (xyxy float32 (K, 4), class ids int32 (K,), scores float32 (K,)), best score first.
+    """
+    scores_all = pred[4:]
+    class_ids = scores_all.argmax(axis=0)
+    scores = scores_all[class_ids, np.arange(pred.shape[1])]
+    keep = scores > conf
+    if not keep.any():
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), np.zeros((0,), np.float32)
+    boxes = pred[:4, keep].T
+    scores, class_ids = scores[keep], class_ids[keep]
+    xyxy = np.empty_like(boxes)
+    xyxy[:, 0] = boxes[:, 0] - boxes[:, 2] / 2
+    xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2
+    xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2
+    xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2
+    # Class-wise NMS in one call: offset each class far apart so boxes of different classes never overlap.
+    offset = class_ids[:, None].astype(np.float32) * 7680.0
+    shifted = xyxy + offset
+    wh = shifted[:, 2:] - shifted[:, :2]
+    idx = cv2.dnn.NMSBoxes(np.concatenate([shifted[:, :2], wh], 1).tolist(), scores.tolist(), conf, iou)
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1)[:max_det]
+    xyxy, class_ids, scores = xyxy[idx], class_ids[idx], scores[idx]
+    xyxy[:, [0, 2]] -= params.pad_x
+    xyxy[:, [1, 3]] -= params.pad_y
+    xyxy /= params.gain
+    h, w = image_shape
+    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)  # fancy indexing copies: assign back
+    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
+    order = np.argsort(-scores, kind="stable")
+    return xyxy[order].astype(np.float32), class_ids[order].astype(np.int32), scores[order].astype(np.float32)
+
+
+def _parse_meta_literal(value: str, what: str, path: Path):
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise ModelError(f"{path}: metadata {what!r} is not readable ({value[:60]!r})") from None
+
+
+class OnnxYoloDetector:
+    """YOLOv8-style detector on ONNX Runtime, tuned for small CPUs."""
+
+    def __init__(self, model_path: Path, confidence: float | None = None, iou: float | None = None,
+                 threads: int = 2) -> None:
+        self.model_path = Path(model_path)
+        self._conf_override, self._iou_override, self.threads = confidence, iou, threads
+        self._session = None
+        self.class_names: tuple[str, ...] = ()
+        self.input_size: tuple[int, int] = (0, 0)
+        self.version = self.model_path.stem
+        self.confidence = confidence if confidence is not None else 0.25
+        self.iou = iou if iou is not None else 0.45
+        self._fixed_batch: int | None = None
+
+    def load(self) -> "OnnxYoloDetector":
+        """Open the session and check the model fits; raises ModelError with a clear message."""
+        import onnxruntime as ort
+
+        path = self.model_path
+        if not path.exists():
+            raise ModelError(f"model file {path} not found: set detector.model in the config to an ONNX file")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for corrupt files
+            raise ModelError(f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0][:200]}") from None
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelError(f"{path}: expected one image input (B, 3, H, W), got {[i.shape for i in inputs]}")
+        meta = session.get_modelmeta().custom_metadata_map
+        if "names" not in meta:
+            raise ModelError(f"{path}: metadata has no 'names' (class list); export it with ultralytics")
+        names = _parse_meta_literal(meta["names"], "names", path)
+        if isinstance(names, dict):
+            names = [names[k] for k in sorted(names)]
+        self.class_names = tuple(str(n) for n in names)
+        imgsz = _parse_meta_literal(meta.get("imgsz", "None"), "imgsz", path)
+        shape = inputs[0].shape
+        if isinstance(shape[2], int) and isinstance(shape[3], int):
+            self.input_size = (shape[2], shape[3])
+        elif isinstance(imgsz, (list, tuple)) and len(imgsz) == 2:
+            self.input_size = (int(imgsz[0]), int(imgsz[1]))
+        else:
+            raise ModelError(f"{path}: input size unknown (no fixed input shape and no 'imgsz' metadata)")
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        out_shape = outputs[0].shape
+        expected = 4 + len(self.class_names)
+        if len(out_shape) != 3 or (isinstance(out_shape[1], int) and out_shape[1] != expected):
+            raise ModelError(f"{path}: output {out_shape} does not fit a YOLO detector with "
+                             f"{len(self.class_names)} classes (expected (B, {expected}, N))")
+        card = ModelCard.load(path.with_suffix(".yaml"))
+        if card is not None:
+            if card.classes and card.classes != self.class_names:
+                raise ModelError(f"{path}: model card classes {list(card.classes)} differ from the model's "
+                                 f"metadata {list(self.class_names)}")
+            self.confidence = self._conf_override if self._conf_override is not None else card.confidence
+            self.iou = self._iou_override if self._iou_override is not None else card.iou
+            self.version = f"{card.raw.get('name', path.stem)}@{card.raw.get('training', {}).get('date', '?')}"
+        self._input_name = inputs[0].name
+        self._session = session
+        h, w = self.input_size
+        self._buffer = np.full((8, h, w, 3), 114, np.uint8)  # grows on demand; reused between calls
+        return self
+
+    def _ensure_buffer(self, n: int) -> None:
+        if self._buffer.shape[0] < n:
+            h, w = self.input_size
+            self._buffer = np.full((n, h, w, 3), 114, np.uint8)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect on all views of an item in one batched call (one call per image for fixed-batch models)."""
+        if self._session is None:
+            self.load()
+        n = len(images)
+        if n == 0:
+            return []
+        self._ensure_buffer(n)
+        params = [letterbox_into(img, self._buffer[i], self.input_size) for i, img in enumerate(images)]
+        # BGR HWC uint8 -> RGB CHW float32 in [0, 1], for the whole batch at once.
+        batch = np.ascontiguousarray(self._buffer[:n, :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+        batch *= 1.0 / 255.0
+        if self._fixed_batch is None or self._fixed_batch == n:
+            preds = self._session.run(None, {self._input_name: batch})[0]
+        else:
+            preds = np.concatenate([self._session.run(None, {self._input_name: batch[i:i + 1]})[0] for i in range(n)])
+        out = []
+        for i, img in enumerate(images):
+            xyxy, cls, sc = decode_predictions(preds[i], self.confidence, self.iou, params[i], img.shape[:2])
+            out.append(Detections(xyxy, cls, sc, self.class_names))
+        return out

@@ -1,0 +1,1 @@
+"""Detector training (the only package allowed to import torch and ultralytics, lazily, inside functions)."""

@@ -1,0 +1,66 @@
+"""Training configuration: every hyperparameter and seed pinned in one TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DataSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    train: int = Field(800, ge=1)
+    val: int = Field(150, ge=1)
+    test: int = Field(200, ge=1)
+    seed: int = 0
+    size: int = Field(416, ge=64)
+    clean_share: float = Field(0.12, ge=0, le=1)
+
+
+class TrainSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = "yolov8n.yaml"
+    imgsz: int = Field(320, ge=32)
+    epochs: int = Field(30, ge=1)
+    batch: int = Field(16, ge=1)
+    seed: int = 0
+    optimizer: str = "SGD"
+    lr0: float = 0.01
+    lrf: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 0.0005
+    warmup_epochs: float = 3.0
+    mosaic: float = 1.0
+    close_mosaic: int = 5
+    fliplr: float = 0.5
+    hsv_h: float = 0.015
+    hsv_s: float = 0.5
+    hsv_v: float = 0.4
+    degrees: float = 0.0
+    scale: float = 0.3
+    translate: float = 0.1
+    patience: int = 100
+    workers: int = 2
+    cache: str | bool = "ram"
+    device: str = "cpu"
+
+
+class ExportSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    opset: int = 18
+    simplify: bool = True
+    conf_threshold: float = 0.25
+    iou_threshold: float = 0.45
+
+
+class TrainingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "defects"
+    data: DataSection = DataSection()
+    train: TrainSection = TrainSection()
+    export: ExportSection = ExportSection()
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainingConfig":
+        return cls.model_validate(tomllib.loads(Path(path).read_text()))

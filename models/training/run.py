@@ -1,0 +1,99 @@
+"""Offline ultralytics training, ONNX export and model card. Imports torch/ultralytics only when called."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from models.dataset import DatasetSpec, write_dataset
+from models.training.config import TrainingConfig
+from vision.synth import DEFECT_CLASSES
+
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+)
+
+
+def prepare_offline(workdir: Path) -> bool:
+    """Point ultralytics at a project-owned settings folder so it never reaches for the network.
+
+    Returns whether a font was placed (plots need one; without it plots are switched off).
+    """
+    cfg_dir = workdir / "yolo_config"
+    (cfg_dir / "Ultralytics").mkdir(parents=True, exist_ok=True)
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_CONFIG_DIR"] = str(cfg_dir)
+    for font in _FONT_CANDIDATES:
+        if Path(font).exists():
+            for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+                dst = cfg_dir / "Ultralytics" / name
+                if not dst.exists():
+                    shutil.copy(font, dst)
+            return True
+    return False
+
+
+def final_metrics(results_csv: Path) -> dict[str, float]:
+    with open(results_csv, newline="") as fh:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(fh)]
+    last = rows[-1]
+    keys = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50_95",
+            "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
+    return {short: round(float(last[k]), 4) for k, short in keys.items() if k in last}
+
+
+def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dataset_dir: Path | None = None,
+          progress=print) -> Path:
+    """Generate the dataset (unless given), train, export ONNX next to a model card; return the ONNX path."""
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    fonts = prepare_offline(workdir)
+    if dataset_dir is None:
+        dataset_dir = workdir / "dataset"
+        d = config.data
+        progress(f"rendering dataset into {dataset_dir} ({d.train}/{d.val}/{d.test} images)")
+        manifest = write_dataset(dataset_dir, DatasetSpec(d.train, d.val, d.test, d.seed, d.size, d.clean_share))
+    else:
+        import json
+        manifest = json.loads((dataset_dir / "manifest.json").read_text())
+
+    from ultralytics import YOLO  # heavy and optional: imported only here
+
+    t = config.train
+    model = YOLO(t.model)
+    args = t.model_dump(exclude={"model"})
+    run_dir = workdir / "runs"
+    model.train(data=str(dataset_dir / "data.yaml"), project=str(run_dir), name=config.name, exist_ok=True,
+                deterministic=True, plots=fonts, amp=False, verbose=False, **args)
+    best = run_dir / config.name / "weights" / "best.pt"
+    exported = Path(YOLO(str(best)).export(format="onnx", opset=config.export.opset,
+                                           simplify=config.export.simplify, imgsz=t.imgsz, dynamic=True))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(exported, output)
+    shutil.copy(best, output.with_suffix(".pt"))
+    results = run_dir / config.name / "results.csv"
+    shutil.copy(results, output.with_name(output.stem + ".results.csv"))
+    card = {
+        "name": config.name,
+        "file": output.name,
+        "task": "detect",
+        "architecture": t.model,
+        "classes": list(DEFECT_CLASSES),
+        "input_size": [t.imgsz, t.imgsz],
+        "thresholds": {"confidence": config.export.conf_threshold, "iou": config.export.iou_threshold},
+        "dataset": {"generator": "models.dataset.write_dataset", "sha256": manifest["sha256"],
+                    "spec": manifest["spec"]},
+        "metrics_val": final_metrics(results),
+        "training": {"command": command, "config": config.model_dump(), "date": dt.date.today().isoformat(),
+                     "python": sys.version.split()[0]},
+    }
+    output.with_suffix(".yaml").write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+    return output

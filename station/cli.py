@@ -1,0 +1,550 @@
+"""`station` command line. Contracts (names, flags, JSON fields, exit codes) are documented in the README.
+
+Exit codes: 0 done / decided, 1 internal failure, 2 bad input (the message says what and what to do).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from station.config import ConfigError, StationConfig, load_config, validation_problems
+from station.domain import FINDING_KINDS, Finding, FindingSource, Frame, ReturnReason, ReturnRequest
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Returns inspection station.")
+catalogue_app = typer.Typer(no_args_is_help=True, help="Catalogue: list and import SKUs.")
+config_app = typer.Typer(no_args_is_help=True, help="Configuration checks.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
+app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+
+# Wide tables when piped (CI logs, files): rich would otherwise wrap at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", envvar="STATION_CONFIG",
+                                                   help="station TOML; built-in defaults without it")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", envvar="STATION_DATA_DIR",
+                                                    help="where the database, images and sample catalogue live")]
+
+
+class BadInput(Exception):
+    """Input the user can fix: reported as one clear message and exit code 2."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _config(config: Path | None, data_dir: Path | None) -> StationConfig:
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        fail(f"invalid config:\n{exc}\nrun `station config check {config}` for the full list")
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"station": cfg.station.model_copy(update={"data_dir": data_dir})})
+    return cfg
+
+
+def _boot(cfg: StationConfig):
+    from models.onnx_yolo import ModelError
+    from station.app import boot
+    from station.records import StoreError
+    from station.rules import RulesError
+    from vision.catalogue import CatalogueError
+
+    try:
+        return boot(cfg)
+    except (ModelError, RulesError, CatalogueError, StoreError) as exc:
+        fail(str(exc))
+
+
+def _reason(value: str) -> ReturnReason:
+    try:
+        return ReturnReason(value)
+    except ValueError:
+        raise BadInput(f"unknown reason {value!r}: use one of {', '.join(r.value for r in ReturnReason)}") from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------------------------- demo
+
+
+def _capture_views(station, views: list[str], retakes: int = 2) -> list[Frame]:
+    """Capture each view; a frame the quality gate rejects is retaken (as the bench UI prompts)."""
+    frames = []
+    gate = station.pipeline.quality_gate
+    for view in views:
+        frame = station.camera.capture(view)
+        for _ in range(retakes):
+            if gate.check(frame.image).ok:
+                break
+            frame = station.camera.capture(view)
+        frames.append(frame)
+    return frames
+
+
+@app.command()
+def demo(
+    items: Annotated[int, typer.Option(help="number of simulated returns", min=1)] = 24,
+    seed: Annotated[int, typer.Option(help="seed for the simulated returns")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object per item instead of a table")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run simulated returns through the whole pipeline (simulated camera and conveyor) and record them."""
+    from rich.progress import Progress
+
+    from station.demo import simulated_returns
+    from vision.camera import SyntheticCamera
+
+    cfg = _config(config, data_dir)
+    station = _boot(cfg)
+    if not isinstance(station.camera, SyntheticCamera):
+        fail("`station demo` needs camera.type = \"synthetic\" (it stages simulated returns on the bench)")
+    returns = simulated_returns(items, seed)
+    results = []
+    try:
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("inspecting", total=len(returns))
+            for i, sim in enumerate(returns):
+                station.camera.stage(sim.staged)
+                frames = _capture_views(station, cfg.station.views)
+                res = station.pipeline.inspect(sim.request, frames, operator="demo", item_seq=i + 1)
+                results.append((sim, res))
+                progress.advance(task)
+                if json_out:
+                    _print_json({"story": sim.story, **res.to_json()})
+    finally:
+        station.close()
+    if json_out:
+        return
+    table = Table(title=f"{len(results)} simulated returns", show_lines=False)
+    for col in ("order", "SKU", "what happened", "findings", "grade", "disposition", "liability", "lane", "rules"):
+        table.add_column(col, overflow="fold")
+    for sim, res in results:
+        d = res.record.decision
+        findings = ", ".join(f"{f.kind} {f.score:.2f}" for f in res.findings) or "-"
+        liability = " ".join(f"{s.party.value} {s.share:.0%}" for s in d.liability)
+        disp = d.disposition.value + (f" ({d.proposed_disposition.value})" if d.review else "")
+        table.add_row(sim.request.order_id, sim.request.sku, sim.story, findings, d.grade.value, disp, liability,
+                      str(res.record.lane), " ".join(d.rules_fired))
+    out.print(table)
+    grades: dict[str, int] = {}
+    for _, res in results:
+        grades[res.record.decision.grade.value] = grades.get(res.record.decision.grade.value, 0) + 1
+    reviews = sum(r.record.decision.review for _, r in results)
+    totals = [r.record.timings_ms for _, r in results]
+    per_item = [sum(t.values()) for t in totals]
+    out.print(f"grades: {dict(sorted(grades.items()))}  manual review: {reviews}  "
+              f"median decision time: {statistics.median(per_item):.0f} ms per item ({len(cfg.station.views)} views)")
+    out.print(f"database: {cfg.database_path()}")
+
+
+# ------------------------------------------------------------------------------------------- inspect
+
+
+@app.command()
+def inspect(
+    images: Annotated[list[Path], typer.Argument(help="one image per view")],
+    sku: Annotated[str, typer.Option(help="catalogue SKU on the RMA")],
+    reason: Annotated[str, typer.Option(help="return reason")],
+    unit_code: Annotated[Optional[str], typer.Option(help="unit code (one per physical item)")] = None,
+    streamer: Annotated[Optional[str], typer.Option(help="streamer id on the order")] = None,
+    order_id: Annotated[Optional[str], typer.Option(help="order id (default: generated)")] = None,
+    carrier: Annotated[Optional[str], typer.Option()] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Inspect image files of one returned item and print the decision."""
+    import cv2
+
+    try:
+        why = _reason(reason)
+        frames = []
+        for path in images:
+            if not path.is_file():
+                raise BadInput(f"image {path} not found")
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None or image.size == 0:
+                raise BadInput(f"image {path} is corrupt or not an image OpenCV can read (use JPEG or PNG)")
+            frames.append(Frame(image, path.stem, str(path), path.stat().st_mtime))
+    except BadInput as exc:
+        fail(str(exc))
+    cfg = _config(config, data_dir)
+    from vision.catalogue import UnknownSkuError
+
+    station = _boot(cfg)
+    try:
+        item = station.catalogue.get(sku)
+        request = ReturnRequest(order_id or f"INSPECT-{int(time.time() * 1000)}", sku, why, unit_code,
+                                None, streamer, item.brand, carrier)
+        result = station.pipeline.inspect(request, frames, operator="cli")
+    except UnknownSkuError as exc:
+        fail(str(exc))
+    finally:
+        station.close()
+    if json_out:
+        _print_json(result.to_json())
+        return
+    d = result.record.decision
+    out.print(f"[bold]{sku}[/]: grade [bold]{d.grade.value}[/], {d.disposition.value}, lane {result.record.lane}")
+    for line in d.reasons:
+        out.print(f"  {line}")
+
+
+# ------------------------------------------------------------------------------------------- decide
+
+
+class _DecideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str
+    reason: str
+    unit_code: str | None = None
+    streamer: str | None = None
+    brand: str | None = None
+    carrier: str | None = None
+    order_id: str | None = None
+    channel: str | None = None
+
+
+class _DecideFinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    score: float = Field(ge=0, le=1)
+    view: str | None = None
+    box_xyxy: list[float] | None = Field(None, min_length=4, max_length=4)
+    value: float | None = None
+
+
+class _DecideInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request: _DecideRequest
+    findings: list[_DecideFinding] = []
+    unit_seen_before: bool = False
+
+
+@app.command()
+def decide(
+    file: Annotated[str, typer.Argument(help="JSON input file, or - for stdin")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the rules alone on given findings: audits, what-if analysis, arbitration replays."""
+    from station.app import load_catalogue
+    from station.rules import RuleSet, RulesEngine, RulesError
+    from vision.catalogue import CatalogueError, UnknownSkuError
+
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    try:
+        data = _DecideInput.model_validate_json(text)
+    except ValidationError as exc:
+        fail("invalid decide input:\n" + "\n".join(f"  {p}" for p in validation_problems(exc)))
+    cfg = _config(config, data_dir)
+    try:
+        why = _reason(data.request.reason)
+        unknown = [f.kind for f in data.findings if f.kind not in FINDING_KINDS | {"presentation_mismatch"}]
+        if unknown:
+            raise BadInput(f"unknown finding kind(s) {unknown}: use a detector class or a catalogue finding "
+                           f"({', '.join(sorted(FINDING_KINDS))})")
+        catalogue = load_catalogue(cfg)
+        item = catalogue.get(data.request.sku)
+        engine = RulesEngine(RuleSet.load(cfg.rules.file))
+    except (BadInput, UnknownSkuError, CatalogueError, RulesError) as exc:
+        fail(str(exc))
+    r = data.request
+    request = ReturnRequest(r.order_id or "decide", r.sku, why, r.unit_code, r.channel, r.streamer,
+                            r.brand or item.brand, r.carrier)
+    findings = [Finding(f.kind, f.score, FindingSource.MANUAL, f.view,
+                        tuple(f.box_xyxy) if f.box_xyxy else None, f.value) for f in data.findings]
+    decision = engine.decide(request, item, findings, data.unit_seen_before)
+    norm = engine.normalise(findings, item)
+    result = {
+        "findings": [f.to_json() for f in norm.kept],
+        "dropped_findings": [{**f.to_json(), "why": w} for f, w in norm.dropped],
+        **decision.to_json(),
+    }
+    if json_out:
+        _print_json(result)
+        return
+    out.print(f"grade [bold]{decision.grade.value}[/], {decision.disposition.value}")
+    for line in decision.reasons:
+        out.print(f"  {line}")
+
+
+# ------------------------------------------------------------------------------------------- catalogue
+
+
+@catalogue_app.command("list")
+def catalogue_list(
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List the catalogue's SKUs."""
+    from station.app import load_catalogue
+    from vision.catalogue import CatalogueError
+
+    cfg = _config(config, data_dir)
+    try:
+        cat = load_catalogue(cfg)
+    except CatalogueError as exc:
+        fail(str(exc))
+    rows = [{"sku": i.sku, "category": i.category, "brand": i.brand, "name": i.name,
+             "reference_images": [str(cat.root / p) for p in i.reference_images],
+             "hygiene": i.hygiene, "safety": i.safety, "liquid": i.liquid} for i in cat.items.values()]
+    if json_out:
+        _print_json(rows)
+        return
+    table = Table(title=f"catalogue {cat.root}")
+    for col in ("sku", "category", "brand", "name", "flags", "images"):
+        table.add_column(col)
+    for r in rows:
+        flags = ",".join(k for k in ("hygiene", "safety", "liquid") if r[k])
+        table.add_row(r["sku"], r["category"], r["brand"], r["name"], flags, str(len(r["reference_images"])))
+    out.print(table)
+
+
+@catalogue_app.command("import")
+def catalogue_import(
+    directory: Annotated[Path, typer.Argument(help="folder with catalogue.csv and its images")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Validate a catalogue folder and copy it into the station's data directory as the active catalogue."""
+    import shutil
+
+    from vision.catalogue import Catalogue, CatalogueError
+
+    cfg = _config(config, data_dir)
+    try:
+        cat = Catalogue.load(directory)
+    except CatalogueError as exc:
+        fail(str(exc))
+    dest = cfg.station.data_dir / "catalogue"
+    staging = cfg.station.data_dir / "catalogue.importing"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(directory, staging)
+    Catalogue.load(staging)  # the copy must load too before it replaces the active one
+    if dest.exists():
+        shutil.rmtree(dest)
+    staging.rename(dest)
+    out.print(f"imported {len(cat)} SKUs into {dest}; set catalogue.path = \"{dest}\" in the station config")
+
+
+# ------------------------------------------------------------------------------------------- records
+
+
+@app.command()
+def history(
+    unit_code: Annotated[str, typer.Option(help="unit code to look up")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Every inspection and override of one physical unit, oldest first."""
+    from station.records import StationStore, StoreError
+
+    cfg = _config(config, data_dir)
+    try:
+        with StationStore(cfg.database_path()) as store:
+            rows = store.history(unit_code)
+    except StoreError as exc:
+        fail(str(exc))
+    if json_out:
+        _print_json([{k: v for k, v in r.items() if not k.endswith("_json")} | {
+            "decision": json.loads(r["decision_json"])} for r in rows])
+        return
+    if not rows:
+        out.print(f"no inspections of unit {unit_code}")
+        return
+    table = Table(title=f"unit {unit_code}")
+    for col in ("when", "order", "sku", "reason", "grade", "disposition", "operator", "overrides"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["created_at"], r["order_id"], r["sku"], r["reason"], r["grade"], r["disposition"],
+                      r["operator"] or "", (r["overrides"] or "")[:8])
+    out.print(table)
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "jsonl",
+    output: Annotated[Optional[Path], typer.Option("--out", help="file (default: stdout)")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Export every record (inspections and overrides)."""
+    from station.records import StationStore, StoreError, export_rows
+
+    if fmt not in ("csv", "jsonl"):
+        fail(f"unknown format {fmt!r}: use csv or jsonl")
+    cfg = _config(config, data_dir)
+    try:
+        with StationStore(cfg.database_path()) as store:
+            if output is None:
+                n = export_rows(store.rows(), fmt, sys.stdout)
+            else:
+                tmp = output.with_suffix(output.suffix + ".tmp")
+                with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                    n = export_rows(store.rows(), fmt, fh)
+                tmp.replace(output)
+    except (StoreError, OSError) as exc:
+        fail(str(exc))
+    err.print(f"exported {n} records")
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="station TOML file")]) -> None:
+    """Validate a config file and every file it points to; print each problem with its path."""
+    from models.onnx_yolo import ModelError, OnnxYoloDetector
+    from station.config import OnnxDetectorConfig
+    from station.rules import RuleSet, RulesError
+    from vision.catalogue import Catalogue, CatalogueError
+
+    try:
+        cfg = load_config(file)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(f"{file}: {p}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]{len(exc.problems)} problem(s)[/]")
+        raise typer.Exit(2)
+    problems = []
+    if cfg.rules.file is not None:
+        try:
+            RuleSet.load(cfg.rules.file)
+        except RulesError as exc:
+            problems += [f"rules.file: {line}" for line in str(exc).splitlines()]
+    if cfg.catalogue.path is not None:
+        try:
+            Catalogue.load(cfg.catalogue.path)
+        except CatalogueError as exc:
+            problems.append(f"catalogue.path: {exc}")
+    if isinstance(cfg.detector, OnnxDetectorConfig):
+        try:
+            OnnxYoloDetector(cfg.detector.model).load()
+        except ModelError as exc:
+            problems.append(f"detector.model: {exc}")
+    for p in problems:
+        err.print(f"{file}: {p}", highlight=False, soft_wrap=True)
+    if problems:
+        err.print(f"[bold red]{len(problems)} problem(s)[/]")
+        raise typer.Exit(2)
+    out.print(f"{file}: ok")
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@app.command()
+def train(
+    config_file: Annotated[Path, typer.Argument(help="training TOML (models/configs/detector.toml)")],
+    out_path: Annotated[Path, typer.Option("--out", help="ONNX file to write (model card beside it)")],
+    workdir: Annotated[Path, typer.Option(help="dataset and run folder")] = Path("build/train"),
+) -> None:
+    """Generate data, train the detector offline, export ONNX + model card (needs the [train] extra)."""
+    try:
+        from models.training.config import TrainingConfig
+        from models.training.run import train as run_training
+
+        cfg = TrainingConfig.load(config_file)
+    except FileNotFoundError:
+        fail(f"training config {config_file} not found")
+    except ValidationError as exc:
+        fail("invalid training config:\n" + "\n".join(f"  {p}" for p in validation_problems(exc)))
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("torch") is None:
+        fail("training needs the [train] extra: make train-deps (or pip install -e '.[train]')")
+    command = " ".join(["station", "train", *sys.argv[2:]]) if len(sys.argv) > 2 else "station train"
+    path = run_training(cfg, workdir, out_path, command, progress=lambda m: err.print(m))
+    out.print(f"wrote {path} and {path.with_suffix('.yaml')}")
+
+
+# ------------------------------------------------------------------------------------------- bench
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    items: Annotated[int, typer.Option(min=1)] = 100,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Per-stage p50/p95 over simulated items on built-in defaults, and the share of time in each stage."""
+    import tempfile
+
+    from station.demo import simulated_returns
+    from station.pipeline import STAGES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _config(None, data_dir or Path(tmp))
+        station = _boot(cfg)
+        returns = simulated_returns(items, seed=1)
+        timings: dict[str, list[float]] = {s: [] for s in (*STAGES, "capture")}
+        try:
+            for i, sim in enumerate(returns):
+                station.camera.stage(sim.staged)
+                t0 = time.perf_counter()
+                frames = [station.camera.capture(v) for v in cfg.station.views]
+                timings["capture"].append((time.perf_counter() - t0) * 1000)
+                res = station.pipeline.inspect(sim.request, frames, item_seq=i + 1)
+                for s in STAGES:
+                    timings[s].append(res.record.timings_ms.get(s, 0.0))
+        finally:
+            station.close()
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+    decide_total = sum(sum(timings[s]) for s in STAGES)
+    per_item = [sum(timings[s][i] for s in STAGES) for i in range(items)]
+    report = {
+        "items": items,
+        "views_per_item": len(cfg.station.views),
+        "stages": {s: {"p50_ms": round(pct(timings[s], 0.5), 2), "p95_ms": round(pct(timings[s], 0.95), 2),
+                       "share": round(sum(timings[s]) / decide_total, 4)} for s in STAGES},
+        "decision_ms": {"p50": round(pct(per_item, 0.5), 2), "p95": round(pct(per_item, 0.95), 2)},
+        "synthetic_capture_ms": {"p50": round(pct(timings["capture"], 0.5), 2)},
+    }
+    if json_out:
+        _print_json(report)
+        return
+    table = Table(title=f"pipeline, {items} items x {len(cfg.station.views)} views (capture excluded)")
+    for col in ("stage", "p50 ms", "p95 ms", "share"):
+        table.add_column(col, justify="right")
+    for s, v in report["stages"].items():
+        table.add_row(s, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['share']:.1%}")
+    table.add_row("decision", f"{report['decision_ms']['p50']:.1f}", f"{report['decision_ms']['p95']:.1f}", "100%")
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Station configuration: one TOML file, validated by pydantic models (``extra="forbid"``).
+
+Backends are picked by a discriminated ``type`` field (camera, conveyor, detector), Frigate style.
+Every field has a default, so a station runs with no file at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from station.domain import Disposition
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL = PACKAGE_ROOT / "models" / "weights" / "defects.onnx"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("STATION_DATA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "inspection-station"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------------------- cameras
+
+
+class SyntheticCameraConfig(_Model):
+    """Renders returned items of the sample catalogue with painted defects (demo, tests)."""
+
+    type: Literal["synthetic"] = "synthetic"
+    seed: int = 7
+    width: int = Field(640, ge=64, le=4096)
+    height: int = Field(480, ge=64, le=4096)
+
+
+class FolderCameraConfig(_Model):
+    """Replays image files from a folder in name order (recorded sessions, offline tests)."""
+
+    type: Literal["folder"]
+    path: Path
+    pattern: str = "*.jpg"
+    loop: bool = True
+
+
+class OpenCVCameraConfig(_Model):
+    """Any source OpenCV's VideoCapture opens: a device index, a file or an RTSP URL."""
+
+    type: Literal["opencv"]
+    source: int | str = 0
+    width: int | None = None
+    height: int | None = None
+    exposure: float | None = None
+    warmup_frames: int = Field(3, ge=0)
+
+
+CameraConfig = Annotated[
+    Union[SyntheticCameraConfig, FolderCameraConfig, OpenCVCameraConfig], Field(discriminator="type")
+]
+
+# ----------------------------------------------------------------------------------------- conveyor
+
+
+class SimulatedConveyorConfig(_Model):
+    """In-process conveyor: records diverts so the demo and tests can check routing."""
+
+    type: Literal["simulated"] = "simulated"
+
+
+class BenchConveyorConfig(_Model):
+    """No conveyor: a QC bench where the inspector is told which tote to use."""
+
+    type: Literal["bench"]
+
+
+ConveyorConfig = Annotated[Union[SimulatedConveyorConfig, BenchConveyorConfig], Field(discriminator="type")]
+
+# ----------------------------------------------------------------------------------------- detector
+
+
+class OnnxDetectorConfig(_Model):
+    type: Literal["onnx"] = "onnx"
+    model: Path = BUNDLED_MODEL
+    confidence: float | None = Field(None, ge=0, le=1, description="default: the model card's threshold")
+    iou: float | None = Field(None, ge=0, le=1)
+    threads: int = Field(2, ge=1, le=64)
+
+
+DetectorConfig = Annotated[Union[OnnxDetectorConfig], Field(discriminator="type")]
+
+# ----------------------------------------------------------------------------------------- the rest
+
+
+class QualityGateConfig(_Model):
+    min_sharpness: float = Field(8.0, ge=0, description="variance of the Laplacian on a 512 px copy")
+    min_mean: float = Field(35.0, ge=0, le=255)
+    max_mean: float = Field(225.0, ge=0, le=255)
+    max_clipped_share: float = Field(0.25, ge=0, le=1, description="share of pixels at 250+ (glare)")
+
+
+class ComparerConfig(_Model):
+    type: Literal["basic"] = "basic"
+    identity_threshold: float = Field(0.9, ge=0, le=1, description="identity below this is a wrong_item finding")
+    bench_grey: float = Field(200.0, gt=0, le=255, description="the bench's calibrated neutral grey level")
+
+
+class CatalogueConfig(_Model):
+    path: Path | None = Field(None, description="catalogue folder; default: the generated sample catalogue")
+
+
+class RulesConfig(_Model):
+    file: Path | None = Field(None, description="rules TOML; default: the shipped rules")
+
+
+class RecordsConfig(_Model):
+    database: Path | None = Field(None, description="default: <data_dir>/station.db")
+
+
+def _default_lanes() -> dict[Disposition, int]:
+    return {
+        Disposition.RESTOCK: 1,
+        Disposition.OPEN_BOX: 2,
+        Disposition.REFURBISH: 3,
+        Disposition.RETURN_TO_VENDOR: 4,
+        Disposition.DONATE: 5,
+        Disposition.RECYCLE: 5,
+        Disposition.SCRAP: 6,
+        Disposition.MANUAL_REVIEW: 0,
+    }
+
+
+class StationSection(_Model):
+    id: str = Field("station-01", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    views: list[str] = Field(default_factory=lambda: ["front", "side", "top"], min_length=1)
+
+
+_DEFAULT_TYPES = {"camera": "synthetic", "conveyor": "simulated", "detector": "onnx"}
+
+
+class StationConfig(_Model):
+    station: StationSection = StationSection()
+    camera: CameraConfig = SyntheticCameraConfig()
+    conveyor: ConveyorConfig = SimulatedConveyorConfig()
+    detector: DetectorConfig = OnnxDetectorConfig()
+    quality: QualityGateConfig = QualityGateConfig()
+    comparer: ComparerConfig = ComparerConfig()
+    catalogue: CatalogueConfig = CatalogueConfig()
+    rules: RulesConfig = RulesConfig()
+    records: RecordsConfig = RecordsConfig()
+    lanes: dict[Disposition, int] = Field(default_factory=_default_lanes)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backend_types(cls, data: Any) -> Any:
+        # A section without `type` means the default backend, so `[detector] threads = 4` just works.
+        if isinstance(data, dict):
+            data = dict(data)
+            for section, default in _DEFAULT_TYPES.items():
+                if isinstance(data.get(section), dict) and "type" not in data[section]:
+                    data[section] = {"type": default, **data[section]}
+        return data
+
+    def database_path(self) -> Path:
+        return self.records.database or self.station.data_dir / "station.db"
+
+    def lane_for(self, disposition: Disposition) -> int:
+        return self.lanes.get(disposition, self.lanes.get(Disposition.MANUAL_REVIEW, 0))
+
+
+class ConfigError(ValueError):
+    """Config could not be loaded; ``problems`` lists each one with its path in the file."""
+
+    def __init__(self, origin: str, problems: list[str]) -> None:
+        self.origin = origin
+        self.problems = problems
+        super().__init__("\n".join(f"{origin}: {p}" for p in problems))
+
+
+def _path_of(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        # Drop pydantic's union tag segment (e.g. "synthetic") so the path is what the user wrote.
+        loc = tuple(p for p in err["loc"] if p not in ("synthetic", "folder", "opencv", "simulated", "bench", "onnx"))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and section)"
+        elif err["type"] == "union_tag_invalid":
+            given = err.get("input", {}).get("type") if isinstance(err.get("input"), dict) else err.get("input")
+            msg = f"unknown type {given!r}; expected one of {err['ctx']['expected_tags']}"
+        problems.append(f"{_path_of(loc)}: {msg}")
+    return problems
+
+
+def load_config(path: Path | None) -> StationConfig:
+    """Load and validate a station TOML file; None gives the built-in defaults."""
+    if path is None:
+        return StationConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+    try:
+        cfg = StationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(str(path), validation_problems(exc)) from None
+    # Relative paths in the file are relative to the file, not to wherever the station was started.
+    base = path.resolve().parent
+    return _resolve_paths(cfg, base)
+
+
+def _resolve_paths(cfg: StationConfig, base: Path) -> StationConfig:
+    def fix(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    updates: dict[str, Any] = {
+        "station": cfg.station.model_copy(update={"data_dir": fix(cfg.station.data_dir)}),
+        "catalogue": cfg.catalogue.model_copy(update={"path": fix(cfg.catalogue.path)}),
+        "rules": cfg.rules.model_copy(update={"file": fix(cfg.rules.file)}),
+        "records": cfg.records.model_copy(update={"database": fix(cfg.records.database)}),
+    }
+    if isinstance(cfg.detector, OnnxDetectorConfig):
+        updates["detector"] = cfg.detector.model_copy(update={"model": fix(cfg.detector.model)})
+    if isinstance(cfg.camera, FolderCameraConfig):
+        updates["camera"] = cfg.camera.model_copy(update={"path": fix(cfg.camera.path)})
+    return cfg.model_copy(update=updates)

@@ -1,0 +1,155 @@
+"""The inspection pipeline: request -> frames -> quality gate -> detector -> catalogue comparer -> rules
+-> record -> route. Each stage sits behind a small interface; the pipeline only wires them and times them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from models.onnx_yolo import Detector
+from station.domain import Decision, Detections, Disposition, Finding, FindingSource, Frame, InspectionRecord, ReturnRequest
+from station.records import StationStore, record_from_parts
+from station.rules import RulesEngine
+from vision.catalogue import Catalogue
+from vision.compare import Comparer, Comparison
+from vision.quality import QualityGate, QualityVerdict
+
+STAGES = ("quality", "detect", "compare", "history", "rules", "record", "route")
+
+
+class Router(Protocol):
+    def lane_for(self, decision: Decision) -> int: ...
+
+    def send(self, item_seq: int, lane: int) -> None: ...
+
+
+class LaneRouter:
+    """Maps a disposition to a lane (from config) and tells the conveyor or the bench."""
+
+    def __init__(self, lanes: dict[Disposition, int], conveyor) -> None:
+        self.lanes = lanes
+        self.conveyor = conveyor
+
+    def lane_for(self, decision: Decision) -> int:
+        return self.lanes.get(decision.disposition, self.lanes.get(Disposition.MANUAL_REVIEW, 0))
+
+    def send(self, item_seq: int, lane: int) -> None:
+        self.conveyor.divert(item_seq, lane)
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionResult:
+    record: InspectionRecord
+    detections: dict[str, Detections]
+    quality: dict[str, QualityVerdict]
+    comparison: Comparison
+    findings: tuple[Finding, ...]  # what the rules used
+    dropped: tuple[tuple[Finding, str], ...]  # what the rules set aside, and why
+    unit_seen_before: bool
+
+    def to_json(self) -> dict:
+        d = self.record.decision
+        return {
+            "record_id": self.record.record_id,
+            "order_id": self.record.request.order_id,
+            "sku": self.record.request.sku,
+            "detections": [
+                {"class": name, "score": round(float(s), 4), "box_xyxy": [round(float(v), 1) for v in box], "view": view}
+                for view, det in self.detections.items()
+                for name, s, box in zip(det.names(), det.score, det.xyxy)
+            ],
+            "findings": [f.to_json() for f in self.findings],
+            "dropped_findings": [{**f.to_json(), "why": why} for f, why in self.dropped],
+            "grade": d.grade.value,
+            "disposition": d.disposition.value,
+            "proposed_disposition": (d.proposed_disposition or d.disposition).value,
+            "liability": [s.to_json() for s in d.liability],
+            "review": d.review,
+            "rules_fired": list(d.rules_fired),
+            "reasons": list(d.reasons),
+            "confidence": d.confidence,
+            "lane": self.record.lane,
+            "unit_seen_before": self.unit_seen_before,
+            "quality": {v: q.to_json() for v, q in self.quality.items()},
+            "identity_score": round(self.comparison.identity_score, 4),
+            "delta_e00": None if self.comparison.delta_e00 is None else round(self.comparison.delta_e00, 3),
+            "model_version": self.record.model_version,
+            "timings_ms": self.record.timings_ms,
+        }
+
+
+def detections_to_findings(view: str, det: Detections) -> list[Finding]:
+    return [
+        Finding(name, float(s), FindingSource.DETECTOR, view, tuple(float(v) for v in box))
+        for name, s, box in zip(det.names(), det.score, det.xyxy)
+    ]
+
+
+class InspectionPipeline:
+    def __init__(self, catalogue: Catalogue, quality_gate: QualityGate, detector: Detector, comparer: Comparer,
+                 rules: RulesEngine, store: StationStore, router: Router, station_id: str) -> None:
+        self.catalogue = catalogue
+        self.quality_gate = quality_gate
+        self.detector = detector
+        self.comparer = comparer
+        self.rules = rules
+        self.store = store
+        self.router = router
+        self.station_id = station_id
+        self._seq = 0
+
+    def inspect(self, request: ReturnRequest, frames: Sequence[Frame], operator: str | None = None,
+                item_seq: int | None = None) -> InspectionResult:
+        if not frames:
+            raise ValueError("no frames to inspect: capture at least one view")
+        item = self.catalogue.get(request.sku)  # unknown SKU fails before anything is written
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            timings[stage] = round((now - t) * 1000, 2)
+            t = now
+
+        quality = {f.view: self.quality_gate.check(f.image) for f in frames}
+        lap("quality")
+        dets = self.detector.detect([f.image for f in frames])
+        detections = {f.view: d for f, d in zip(frames, dets)}
+        findings = [x for f, d in zip(frames, dets) for x in detections_to_findings(f.view, d)]
+        lap("detect")
+        comparison = self.comparer.compare(item, frames)
+        findings += comparison.findings
+        lap("compare")
+        seen = self.store.unit_seen_before(request.unit_code, excluding_order=request.order_id)
+        if seen:
+            findings.append(Finding("unit_seen_before", 1.0, FindingSource.HISTORY,
+                                    detail=f"unit code {request.unit_code} is in an earlier return"))
+        lap("history")
+        decision = self.rules.decide(request, item, findings, unit_seen_before=seen)
+        norm = self.rules.normalise(findings, item)
+        poor = [f"{v} ({'; '.join(q.problems)})" for v, q in quality.items() if not q.ok]
+        if poor:
+            # A decision on a bad capture is not trusted: a person looks at it.
+            decision = dataclasses.replace(
+                decision, review=True, disposition=Disposition.MANUAL_REVIEW,
+                rules_fired=(*decision.rules_fired, "Q-POOR-CAPTURE"),
+                reasons=(*decision.reasons, f"Q-POOR-CAPTURE: views failed the quality gate: {', '.join(poor)}"),
+            )
+        lap("rules")
+        # Images first, then the row that points to them, then the divert: a crash at any point never
+        # leaves a record without its images or an item sorted without a record.
+        hashes = [(f.view, self.store.put_image(f.image).sha256) for f in frames]
+        self._seq += 1
+        seq = item_seq if item_seq is not None else self._seq
+        lane = self.router.lane_for(decision)
+        record = record_from_parts(request, norm.kept, decision, lane, hashes, self.detector.version,
+                                   self.station_id, timings, operator)
+        self.store.append(record)
+        lap("record")
+        self.router.send(seq, lane)
+        lap("route")
+        return InspectionResult(record, detections, quality, comparison, tuple(norm.kept), tuple(norm.dropped), seen)

@@ -1,0 +1,407 @@
+"""Rules engine: grade, disposition and liability from findings + request + catalogue item.
+
+Rules are data (TOML, see default_rules.toml). Stages run in order: findings are normalised (noise and
+measurements within tolerance dropped), grading (worst grade wins), category rules (grade caps, forced or
+forbidden dispositions), liability (first rule that fires), disposition, review. Each stage records the
+rule ids that fired so every decision can be explained.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from station.domain import (
+    FINDING_KINDS,
+    CatalogueItem,
+    Decision,
+    Disposition,
+    Finding,
+    Grade,
+    LiabilityShare,
+    Party,
+    ReturnRequest,
+)
+
+GRADE_ORDER = {Grade.A: 0, Grade.B: 1, Grade.C: 2, Grade.D: 3}
+_EXTRA_KINDS = frozenset({"presentation_mismatch"})  # evidence from comparing the stream with the catalogue
+FLAGS = ("hygiene", "safety", "liquid")
+
+
+class RulesError(ValueError):
+    """The rules file is invalid; the message names the rule and the field."""
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    any: list[str] | None = None
+    all: list[str] | None = None
+    none: list[str] | None = None
+    clean: bool | None = None
+    category: list[str] | None = None
+    flag: list[Literal["hygiene", "safety", "liquid"]] | None = None
+    reason: list[str] | None = None
+    opened: bool | None = None
+    unit_seen_before: bool | None = None
+    aligned: tuple[list[str], list[str]] | None = None
+    grade: list[Grade] | None = None
+    liable: Party | None = None
+
+    @field_validator("any", "all", "none")
+    @classmethod
+    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
+        for kind in v or []:
+            if kind not in FINDING_KINDS | _EXTRA_KINDS:
+                raise ValueError(f"unknown finding kind {kind!r}")
+        return v
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    when: Condition = Condition()
+    reason: str = ""
+    review: bool = False
+
+
+class GradingRule(Rule):
+    grade: Grade
+
+
+class CategoryRule(Rule):
+    grade: Grade | None = None
+    max_grade: Grade | None = None
+    disposition: Disposition | None = None
+    forbid: list[Disposition] = []
+
+
+class LiabilityRule(Rule):
+    shares: dict[Party, float]
+    confidence: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "LiabilityRule":
+        total = sum(self.shares.values())
+        if abs(total - 1.0) > 1e-6 or any(v < 0 for v in self.shares.values()):
+            raise ValueError(f"shares must be non-negative and sum to 1, got {total:g}")
+        return self
+
+
+class DispositionRule(Rule):
+    disposition: Disposition | None = None
+    forbid: list[Disposition] = []
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_score: float = Field(0.3, ge=0, le=1)
+    review_below: float = Field(0.5, ge=0, le=1)
+    identity_match_above: float = Field(0.9, ge=0, le=1)
+    opened_kinds: list[str] = ["seal_broken", "package_damage"]
+    align_margin_px: float = 24
+    colour_tolerance_de00: dict[str, float] = {"default": 3.0}
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    settings: Settings = Settings()
+    grading: list[GradingRule]
+    category: list[CategoryRule] = []
+    liability: list[LiabilityRule]
+    disposition: dict[Grade, list[Disposition]]
+    disposition_rules: list[DispositionRule] = []
+
+    @model_validator(mode="after")
+    def _checks(self) -> "RuleSet":
+        ids = [r.id for r in (*self.grading, *self.category, *self.liability, *self.disposition_rules)]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate rule ids: {', '.join(dupes)}")
+        missing = [g.value for g in Grade if g not in self.disposition]
+        if missing:
+            raise ValueError(f"[disposition] lacks grades {missing}")
+        if not any(r.when == Condition() for r in self.liability):
+            raise ValueError("liability needs a final catch-all rule (when = {}) so every return has a payer")
+        return self
+
+    @classmethod
+    def from_toml_text(cls, text: str, origin: str = "rules") -> "RuleSet":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RulesError(f"{origin}: not valid TOML: {exc}") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise RulesError(format_validation_error(exc, data, origin)) from None
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "RuleSet":
+        if path is None:
+            text = resources.files("station.rules").joinpath("default_rules.toml").read_text(encoding="utf-8")
+            return cls.from_toml_text(text, "default_rules.toml")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RulesError(f"cannot read rules file {path}: {exc.strerror}") from None
+        return cls.from_toml_text(text, str(path))
+
+
+def format_validation_error(exc: ValidationError, data: Any, origin: str) -> str:
+    """One line per error with its path in the file, naming rules by id where the path runs through one."""
+    lines = []
+    for err in exc.errors():
+        parts: list[str] = []
+        node = data
+        for loc in err["loc"]:
+            if isinstance(loc, int) and isinstance(node, list) and loc < len(node):
+                node = node[loc]
+                rid = node.get("id") if isinstance(node, dict) else None
+                parts[-1] = f"{parts[-1]}[{loc}]" + (f"(id={rid})" if rid else "")
+                continue
+            parts.append(str(loc))
+            node = node.get(loc) if isinstance(node, dict) else None
+        where = ".".join(parts) or "(top level)"
+        lines.append(f"{origin}: {where}: {err['msg']}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+
+@dataclass(slots=True)
+class _Facts:
+    request: ReturnRequest
+    item: CatalogueItem
+    findings: list[Finding]
+    unit_seen_before: bool
+    opened_kinds: frozenset[str]
+    align_margin: float
+    grade: Grade | None = None
+    liable: Party | None = None
+    kinds: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.kinds = {f.kind for f in self.findings}
+
+
+def _aligned(facts: _Facts, a: list[str], b: list[str]) -> list[Finding]:
+    """Findings of kinds b whose box overlaps (with a margin) a finding of kinds a in the same view."""
+    out = []
+    m = facts.align_margin
+    outer = [f for f in facts.findings if f.kind in a and f.box_xyxy is not None]
+    for f in facts.findings:
+        if f.kind not in b or f.box_xyxy is None:
+            continue
+        for o in outer:
+            if o.view != f.view:
+                continue
+            ox1, oy1, ox2, oy2 = o.box_xyxy
+            fx1, fy1, fx2, fy2 = f.box_xyxy
+            if fx1 <= ox2 + m and fx2 >= ox1 - m and fy1 <= oy2 + m and fy2 >= oy1 - m:
+                out.extend([o, f])
+                break
+    return out
+
+
+def _matches(cond: Condition, facts: _Facts) -> tuple[bool, list[Finding]]:
+    """Whether the condition holds, and the findings it rested on (for evidence and confidence)."""
+    used: list[Finding] = []
+    k = facts.kinds
+    if cond.any is not None:
+        hit = [f for f in facts.findings if f.kind in cond.any]
+        if not hit:
+            return False, []
+        used += hit
+    if cond.all is not None:
+        if not set(cond.all) <= k:
+            return False, []
+        used += [f for f in facts.findings if f.kind in cond.all]
+    if cond.none is not None and k & set(cond.none):
+        return False, []
+    if cond.clean is not None and (not facts.findings) != cond.clean:
+        return False, []
+    if cond.category is not None and facts.item.category not in cond.category:
+        return False, []
+    if cond.flag is not None and not all(getattr(facts.item, f) for f in cond.flag):
+        return False, []
+    if cond.reason is not None and facts.request.reason.value not in cond.reason:
+        return False, []
+    if cond.opened is not None:
+        opened = [f for f in facts.findings if f.kind in facts.opened_kinds]
+        if bool(opened) != cond.opened:
+            return False, []
+        used += opened
+    if cond.unit_seen_before is not None and facts.unit_seen_before != cond.unit_seen_before:
+        return False, []
+    if cond.aligned is not None:
+        pair = _aligned(facts, *cond.aligned)
+        if not pair:
+            return False, []
+        used += pair
+    if cond.grade is not None and facts.grade not in cond.grade:
+        return False, []
+    if cond.liable is not None and facts.liable != cond.liable:
+        return False, []
+    return True, used
+
+
+def _evidence(findings: list[Finding], all_findings: list[Finding]) -> tuple[str, ...]:
+    refs = []
+    for f in findings:
+        idx = next(i for i, g in enumerate(all_findings) if g is f)
+        ref = f"finding[{idx}]:{f.kind}" + (f"@{f.view}" if f.view else "")
+        if ref not in refs:
+            refs.append(ref)
+    return tuple(refs)
+
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    kept: list[Finding]
+    dropped: list[tuple[Finding, str]]
+
+
+class RulesEngine:
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+
+    def colour_tolerance(self, category: str) -> float:
+        tol = self.rules.settings.colour_tolerance_de00
+        return tol.get(category, tol.get("default", 3.0))
+
+    def normalise(self, findings: list[Finding], item: CatalogueItem) -> Normalised:
+        """Drop findings below the noise floor and measurements within tolerance."""
+        s = self.rules.settings
+        kept, dropped = [], []
+        for f in findings:
+            if f.score < s.min_score:
+                dropped.append((f, f"score {f.score:.2f} below min_score {s.min_score}"))
+            elif f.kind == "colour_mismatch" and f.value is not None and f.value <= self.colour_tolerance(item.category):
+                dropped.append((f, f"ΔE00 {f.value:.2f} within tolerance {self.colour_tolerance(item.category)}"))
+            elif f.kind == "wrong_item" and f.value is not None and f.value > s.identity_match_above:
+                dropped.append((f, f"identity score {f.value:.2f} above match threshold {s.identity_match_above}"))
+            else:
+                kept.append(f)
+        return Normalised(kept, dropped)
+
+    def decide(self, request: ReturnRequest, item: CatalogueItem, findings: list[Finding],
+               unit_seen_before: bool = False) -> Decision:
+        s = self.rules.settings
+        norm = self.normalise(findings, item)
+        facts = _Facts(request, item, norm.kept, unit_seen_before, frozenset(s.opened_kinds), s.align_margin_px)
+        fired: list[str] = []
+        reasons: list[str] = []
+        review_rules: list[str] = []
+        grade_evidence: list[Finding] = []
+
+        # Stage 1: grading, worst grade wins.
+        grade = Grade.A
+        for rule in self.rules.grading:
+            ok, used = _matches(rule.when, facts)
+            if not ok:
+                continue
+            fired.append(rule.id)
+            reasons.append(f"{rule.id}: {rule.reason}")
+            if rule.review:
+                review_rules.append(rule.id)
+            if GRADE_ORDER[rule.grade] > GRADE_ORDER[grade]:
+                grade = rule.grade
+            grade_evidence += used
+
+        # Stage 2: category rules.
+        facts.grade = grade
+        forced: list[Disposition] = []
+        forbidden: set[Disposition] = set()
+        cap: Grade | None = None
+        for rule in self.rules.category:
+            ok, used = _matches(rule.when, facts)
+            if not ok:
+                continue
+            fired.append(rule.id)
+            reasons.append(f"{rule.id}: {rule.reason}")
+            if rule.review:
+                review_rules.append(rule.id)
+            if rule.grade is not None and GRADE_ORDER[rule.grade] > GRADE_ORDER[grade]:
+                grade = rule.grade
+            if rule.max_grade is not None and (cap is None or GRADE_ORDER[rule.max_grade] > GRADE_ORDER[cap]):
+                cap = rule.max_grade
+            if rule.disposition is not None:
+                forced.append(rule.disposition)
+            forbidden |= set(rule.forbid)
+            grade_evidence += used
+        if cap is not None and GRADE_ORDER[grade] < GRADE_ORDER[cap]:
+            grade = cap
+        facts.grade = grade
+
+        # Stage 3: liability, first rule that fires.
+        liability: tuple[LiabilityShare, ...] = ()
+        liability_conf = 1.0
+        for rule in self.rules.liability:
+            ok, used = _matches(rule.when, facts)
+            if not ok:
+                continue
+            fired.append(rule.id)
+            reasons.append(f"{rule.id}: {rule.reason}")
+            if rule.review:
+                review_rules.append(rule.id)
+            evidence_conf = min((f.score for f in used), default=1.0)
+            liability_conf = min(rule.confidence, evidence_conf)
+            refs = _evidence(used, norm.kept)
+            liability = tuple(
+                LiabilityShare(party, share, rule.id, rule.reason, refs, round(liability_conf, 4))
+                for party, share in sorted(rule.shares.items(), key=lambda kv: -kv[1])
+                if share > 0
+            )
+            # The liable party is the one holding a majority; an arbitration split has none.
+            facts.liable = liability[0].party if liability and liability[0].share > 0.5 else None
+            break
+
+        # Stage 4: disposition.
+        for rule in self.rules.disposition_rules:
+            ok, _ = _matches(rule.when, facts)
+            if not ok:
+                continue
+            fired.append(rule.id)
+            reasons.append(f"{rule.id}: {rule.reason}")
+            if rule.review:
+                review_rules.append(rule.id)
+            if rule.disposition is not None:
+                forced.append(rule.disposition)
+            forbidden |= set(rule.forbid)
+        candidates = [d for d in forced if d not in forbidden]
+        candidates += [d for d in self.rules.disposition[grade] if d not in forbidden]
+        if candidates:
+            disposition = candidates[0]
+        else:
+            disposition = Disposition.MANUAL_REVIEW
+            review_rules.append("R-NO-ALLOWED-DISPOSITION")
+            fired.append("R-NO-ALLOWED-DISPOSITION")
+            reasons.append("R-NO-ALLOWED-DISPOSITION: every disposition for this grade is forbidden by a rule")
+
+        # Stage 5: review.
+        grade_conf = min((f.score for f in grade_evidence), default=1.0)
+        confidence = round(min(grade_conf, liability_conf), 4)
+        if confidence < s.review_below:
+            fired.append("R-LOW-CONFIDENCE")
+            review_rules.append("R-LOW-CONFIDENCE")
+            reasons.append(f"R-LOW-CONFIDENCE: decision confidence {confidence:.2f} below {s.review_below}")
+        review = bool(review_rules)
+        return Decision(
+            grade=grade,
+            disposition=Disposition.MANUAL_REVIEW if review else disposition,
+            liability=liability,
+            review=review,
+            rules_fired=tuple(fired),
+            reasons=tuple(reasons),
+            confidence=confidence,
+            proposed_disposition=disposition,
+        )

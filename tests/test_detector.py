@@ -1,0 +1,138 @@
+"""ONNX YOLO engine: decode against a hand-computed example, letterbox mapping, real models (the shipped
+one and tiny hand-built ONNX graphs with custom classes or broken metadata)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from models.onnx_yolo import LetterboxParams, ModelError, OnnxYoloDetector, decode_predictions, letterbox_into
+from station.config import BUNDLED_MODEL
+from station.domain import DETECTOR_CLASSES
+
+
+def test_decode_hand_computed_example():
+    # Three anchors, two classes. Network input 100x100, image 200x100 letterboxed: gain 0.5, pad_y 25.
+    pred = np.zeros((4 + 2, 3), np.float32)
+    pred[:, 0] = [50, 50, 20, 10, 0.9, 0.1]  # class 0 at 0.9
+    pred[:, 1] = [51, 50, 20, 10, 0.8, 0.2]  # overlaps anchor 0, same class: suppressed by NMS
+    pred[:, 2] = [51, 50, 20, 10, 0.1, 0.7]  # same place but class 1: kept (class-wise NMS)
+    params = LetterboxParams(gain=0.5, pad_x=0, pad_y=25)
+    xyxy, cls, score = decode_predictions(pred, conf=0.25, iou=0.45, params=params, image_shape=(100, 200))
+    assert cls.tolist() == [0, 1]
+    assert score.tolist() == pytest.approx([0.9, 0.7])
+    # Anchor 0: cx 50, cy 50, w 20, h 10 -> (40, 45, 60, 55) in input; minus pad, divided by gain.
+    assert xyxy[0].tolist() == pytest.approx([80, 40, 120, 60])
+    assert xyxy[1].tolist() == pytest.approx([82, 40, 122, 60])
+
+
+def test_decode_threshold_and_clip():
+    pred = np.zeros((5, 2), np.float32)
+    pred[:, 0] = [5, 5, 20, 20, 0.2]  # below threshold
+    pred[:, 1] = [95, 95, 20, 20, 0.6]  # runs off the image: clipped
+    xyxy, cls, score = decode_predictions(pred, 0.25, 0.45, LetterboxParams(1.0, 0, 0), (100, 100))
+    assert len(score) == 1 and xyxy[0].tolist() == pytest.approx([85, 85, 100, 100])
+
+
+def test_letterbox_matches_ultralytics_centering():
+    img = np.full((100, 200, 3), 255, np.uint8)
+    out = np.zeros((64, 64, 3), np.uint8)
+    p = letterbox_into(img, out, (64, 64))
+    assert p.gain == pytest.approx(0.32) and p.pad_x == 0 and p.pad_y == 16
+    assert (out[:16] == 114).all() and (out[16:48] == 255).all() and (out[48:] == 114).all()
+
+
+def _tiny_model(path: Path, names: str | None, n_classes: int, out_channels: int | None = None,
+                input_shape=("batch", 3, 32, 32)) -> Path:
+    """A real ONNX graph: a fixed 1x1 conv + reshape giving (B, 4 + nc, N) like a YOLO head."""
+    c = out_channels or 4 + n_classes
+    w = np.zeros((c, 3, 1, 1), np.float32)
+    w[0, 0] = 32.0  # cx: strong response where red is high
+    w[1, 1] = 32.0
+    w[2:4] = 0.0
+    b = np.zeros(c, np.float32)
+    b[2:4] = 8.0  # w, h = 8 px everywhere
+    if c > 4:
+        w[4, 2] = 1.0  # class 0 score follows the blue channel
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "W", "B"], ["conv"]),
+         helper.make_node("Reshape", ["conv", "shape"], ["output0"])],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [input_shape[0], c, 32 * 32])],
+        [helper.make_tensor("W", TensorProto.FLOAT, w.shape, w.ravel()),
+         helper.make_tensor("B", TensorProto.FLOAT, b.shape, b.ravel()),
+         helper.make_tensor("shape", TensorProto.INT64, [3], [0, c, -1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    if names is not None:
+        model.metadata_props.add(key="names", value=names)
+        model.metadata_props.add(key="imgsz", value="[32, 32]")
+    onnx.save(model, path)
+    return path
+
+
+def test_custom_model_with_other_classes(tmp_path):
+    path = _tiny_model(tmp_path / "custom.onnx", "{0: 'dust', 1: 'label_missing'}", 2)
+    det = OnnxYoloDetector(path, confidence=0.5).load()
+    assert det.class_names == ("dust", "label_missing")
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :, 0] = 255  # blue (BGR) everywhere -> class 0 score 1.0 at every cell
+    (out,) = det.detect([img])
+    assert len(out) >= 1 and set(out.names()) == {"dust"}
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        OnnxYoloDetector(tmp_path / "nope.onnx").load()
+
+
+def test_corrupt_model_file(tmp_path):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"this is not a protobuf" * 10)
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        OnnxYoloDetector(path).load()
+
+
+def test_model_without_names_metadata(tmp_path):
+    path = _tiny_model(tmp_path / "nonames.onnx", None, 2)
+    with pytest.raises(ModelError, match="no 'names'"):
+        OnnxYoloDetector(path).load()
+
+
+def test_model_output_not_matching_classes(tmp_path):
+    path = _tiny_model(tmp_path / "mismatch.onnx", "{0: 'a', 1: 'b', 2: 'c'}", 3, out_channels=6)
+    with pytest.raises(ModelError, match=r"expected \(B, 7, N\)"):
+        OnnxYoloDetector(path).load()
+
+
+def test_model_card_classes_must_match(tmp_path):
+    path = _tiny_model(tmp_path / "m.onnx", "{0: 'a', 1: 'b'}", 2)
+    path.with_suffix(".yaml").write_text("classes: [a, c]\nthresholds: {confidence: 0.3, iou: 0.5}\n")
+    with pytest.raises(ModelError, match="model card classes"):
+        OnnxYoloDetector(path).load()
+
+
+def test_bundled_model_loads_with_domain_classes():
+    det = OnnxYoloDetector(BUNDLED_MODEL).load()
+    assert det.class_names == DETECTOR_CLASSES
+    assert BUNDLED_MODEL.with_suffix(".yaml").exists(), "every ONNX file ships with its model card"
+
+
+def test_batched_views_equal_single_calls():
+    det = OnnxYoloDetector(BUNDLED_MODEL).load()
+    rng = np.random.default_rng(0)
+    from vision.synth import SceneStyle, random_look, render_item
+
+    images = [render_item(rng, random_look(rng), ("crack", "stain"), SceneStyle(size=(480, 360))).image
+              for _ in range(3)]
+    batched = det.detect(images)
+    single = [det.detect([im])[0] for im in images]
+    for a, b in zip(batched, single):
+        assert a.class_id.tolist() == b.class_id.tolist()
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
