@@ -542,6 +542,11 @@ def bench_pipeline(
     out.print(table)
 
 
+# --- subsystem commands -------------------------------------------------------------------------------
+# Each subsystem keeps its commands in its own module and registers them here, one line each.
+# --- end subsystem commands ---------------------------------------------------------------------------
+
+
 def main() -> None:
     app()
 
