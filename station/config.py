@@ -157,7 +157,7 @@ class StationConfig(_Model):
     catalogue: CatalogueConfig = CatalogueConfig()
     rules: RulesConfig = RulesConfig()
     records: RecordsConfig = RecordsConfig()
-    lanes: dict[Disposition, int] = Field(default_factory=_default_lanes)
+    lanes: dict[Disposition, Annotated[int, Field(ge=0, le=63)]] = Field(default_factory=_default_lanes)
 
     @model_validator(mode="before")
     @classmethod

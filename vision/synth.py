@@ -434,16 +434,16 @@ def _paint_defect(rng: np.random.Generator, name: str, img: np.ndarray, product:
         pts = np.array([[x1 - 2, cut_y], [x2 + 2, cut_y + int(rng.integers(-3, 4))],
                         [x2 + 2, cut_y + gap], [x1 - 2, cut_y + gap + int(rng.integers(-2, 3))]], np.int32)
         cv2.fillPoly(m, [pts], 255)
-        # A lifted flap of the seal.
-        flap = np.array([[x1, cut_y], [x2, cut_y], [x2 + (x2 - x1) // 2, cut_y - gap * 2]], np.int32)
-        cv2.fillPoly(m, [flap], 255)
         m &= product
         img[m > 0] = (40, 40, 45)
+        # A lifted flap of the seal: it may stick out past the product's outline, and is labelled too.
+        flap = np.array([[x1, cut_y], [x2, cut_y], [x2 + (x2 - x1) // 2, cut_y - gap * 2]], np.int32)
         cv2.fillPoly(img, [flap], (200, 200, 190))
+        cv2.fillPoly(m, [flap], 255)
         zig = np.array([[x, cut_y + (3 if (x // 3) % 2 else 0)] for x in range(x1, x2, 3)], np.int32)
         if len(zig) > 1:
             cv2.polylines(img, [zig], False, (250, 250, 250), 1)
-        m &= product
+            cv2.polylines(m, [zig], False, 255, 1)
     elif name == "package_damage":
         if "seal_strip" not in regions:
             return None  # package damage needs a package
