@@ -484,6 +484,50 @@ def train(
     out.print(f"wrote {path} and {path.with_suffix('.yaml')}")
 
 
+@app.command("eval")
+def eval_cmd(
+    dataset: Annotated[Path, typer.Argument(help="YOLO-format dataset folder (images/<split>, labels/<split>)")],
+    split: Annotated[str, typer.Option(help="which split to evaluate")] = "test",
+    model: Annotated[Optional[Path], typer.Option(help="ONNX model (default: the configured one)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="folder for eval.json and the PNG plots")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """mAP50, mAP50-95, per-class precision/recall, confusion matrix, worst images; plots as PNG."""
+    from rich.progress import Progress
+
+    from models.evaluate import DatasetError, evaluate, write_report
+    from models.onnx_yolo import ModelError, OnnxYoloDetector
+
+    cfg = _config(config, None)
+    model_path = model or getattr(cfg.detector, "model")
+    try:
+        detector = OnnxYoloDetector(model_path, threads=getattr(cfg.detector, "threads", 2)).load()
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task(f"evaluating {split}", total=None)
+            report = evaluate(detector, dataset, split,
+                              progress=lambda i, n: progress.update(task, completed=i, total=n))
+    except (ModelError, DatasetError) as exc:
+        fail(str(exc))
+    files = write_report(report, out_dir or dataset / f"eval_{split}")
+    if json_out:
+        _print_json({**report.to_json(), "model": str(model_path), "dataset": str(dataset), "split": split,
+                     "files": files})
+        return
+    table = Table(title=f"{model_path.name} on {dataset} [{split}]: {report.images} images")
+    for col in ("class", "labels", "AP50", "AP50-95", f"P@{report.operating_confidence:g}",
+                f"R@{report.operating_confidence:g}"):
+        table.add_column(col, justify="right")
+    for row in report.to_json()["per_class"]:
+        table.add_row(row["class"], str(row["instances"]), f"{row['AP50']:.3f}", f"{row['AP50_95']:.3f}",
+                      f"{row['precision']:.3f}", f"{row['recall']:.3f}")
+    table.add_row("all", str(sum(report.instances)), f"{report.map50:.3f}", f"{report.map50_95:.3f}", "", "")
+    out.print(table)
+    out.print("worst images: " + ", ".join(f"{Path(w['image']).name} ({w['missed']} missed, "
+                                           f"{w['false_positives']} false)" for w in report.worst[:5]))
+    out.print(f"plots and JSON: {', '.join(files.values())}")
+
+
 # ------------------------------------------------------------------------------------------- bench
 
 
