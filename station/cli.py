@@ -591,6 +591,41 @@ def bench_pipeline(
 # --- end subsystem commands ---------------------------------------------------------------------------
 
 
+@bench_app.command("detector")
+def bench_detector(
+    images: Annotated[int, typer.Option(min=6, help="images (half 1920x1080, half 640x480)")] = 200,
+    model: Annotated[Path, typer.Option(help="ONNX model; its .pt must sit beside it")] = Path(
+        "models/weights/defects.onnx"),
+    views: Annotated[int, typer.Option(min=1, help="views per item (one batched call)")] = 3,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Our engine vs ultralytics YOLO(pt).predict and YOLO(onnx).predict, same weights, same images."""
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None:
+        fail("the detector benchmark compares against ultralytics: install the [train] extra (make train-deps)")
+    pt = model.with_suffix(".pt")
+    if not model.is_file() or not pt.is_file():
+        fail(f"need both {model} and {pt}")
+    from models.training.bench import run_benchmark
+
+    report = run_benchmark(model, pt, images, views, progress=lambda m: err.print(m))
+    if json_out:
+        _print_json(report)
+        return
+    table = Table(title=f"detector, {report['items']} items x {views} views, {report['imgsz']} px, "
+                        f"{report['threads']} threads")
+    for col in ("engine", "p50 ms/item", "p95 ms/item", "mean"):
+        table.add_column(col, justify="right")
+    for name, v in report["latency_ms_per_item"].items():
+        table.add_row(name, f"{v['p50']:.1f}", f"{v['p95']:.1f}", f"{v['mean']:.1f}")
+    out.print(table)
+    s, a = report["speedup_p50"], report["agreement_with_ultralytics_onnx"]
+    out.print(f"ours is {s['vs_ultralytics_pt']:.2f}x ultralytics .pt and {s['vs_ultralytics_onnx']:.2f}x "
+              f"ultralytics ONNX (p50); agreement with ultralytics ONNX: {a['matched']}/{a['boxes']} boxes "
+              f"({a['share']:.1%}) at IoU >= 0.99, same class")
+
+
 def main() -> None:
     app()
 
