@@ -1,0 +1,98 @@
+"""`station gui`, `station bench ui` and `station users ...`: the desktop app's commands.
+
+station/ must not import ui/ (dependencies point ui -> station; tests/test_imports.py checks import
+statements), and only ui/ may import PyQt6. So the commands load the UI with ``importlib.import_module``
+at call time: a dynamic import that keeps `station` usable (and importable) without a display or PyQt6.
+No `from __future__ import annotations` here: typer must see the option types of the nested commands.
+"""
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def _ui(module: str):
+    return importlib.import_module(f"ui.{module}")  # dynamic on purpose: see the module docstring
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    from station.cli import ConfigOpt, DataDirOpt, _config, fail
+
+    users_app = typer.Typer(no_args_is_help=True, help="Station users (PIN login) and roles.")
+    app.add_typer(users_app, name="users")
+
+    @app.command()
+    def gui(
+        language: Annotated[str, typer.Option("--language", "-l", help="en or zh_CN")] = "en",
+        screenshots: Annotated[Optional[Path], typer.Option(
+            help="write bench/queue/dashboard screenshots in both languages into this folder and exit "
+                 "(uses a fresh temporary data dir with simulated returns)")] = None,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """The desktop app: inspector bench, review queue, dashboard (built-in defaults: simulated camera)."""
+        if language not in ("en", "zh_CN"):
+            fail(f"unknown language {language!r}: use en or zh_CN")
+        cfg = _config(config, data_dir)
+        raise typer.Exit(_ui("app").run_gui(cfg, language, screenshots))
+
+    @bench_app.command("ui")
+    def bench_ui(
+        items: Annotated[int, typer.Option(min=1, help="items driven through the bench at full speed")] = 12,
+        threshold_ms: Annotated[float, typer.Option(help="fail (exit 1) if the event loop blocks longer")] = 100.0,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """UI responsiveness: longest event-loop block while the bench inspects items back to back."""
+        import tempfile
+
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = _config(None, data_dir or Path(tmp))
+            report = _ui("uibench").run(cfg, items)
+        if json_out:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        else:
+            typer.echo(f"{report['items']} items in {report['seconds']:.1f} s; event loop: max block "
+                       f"{report['max_block_ms']:.1f} ms, p99 {report['p99_block_ms']:.1f} ms "
+                       f"(threshold {threshold_ms:.0f} ms)")
+        if report["max_block_ms"] > threshold_ms:
+            raise typer.Exit(1)
+
+    @users_app.command("add")
+    def users_add(
+        username: Annotated[str, typer.Argument()],
+        role: Annotated[str, typer.Option(help="inspector, supervisor or admin")],
+        pin: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                         help="4-8 digits (prompted when left out)")],
+        admin: Annotated[Optional[str], typer.Option(help="admin user who authorises (not for the first user)")] = None,
+        admin_pin: Annotated[Optional[str], typer.Option(envvar="STATION_ADMIN_PIN", help="that admin's PIN")] = None,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Add a user. The first user of a station needs no admin; later ones do."""
+        from station.users import AuthError, PermissionDenied, UserStore
+
+        cfg = _config(config, data_dir)
+        try:
+            with UserStore(cfg.station.data_dir / "users.db") as store:
+                by = store.authenticate(admin, admin_pin or "") if admin else None
+                user = store.add(username, role, pin, by=by)
+        except (AuthError, PermissionDenied, ValueError) as exc:
+            fail(str(exc))
+        typer.echo(f"added {user.username} ({user.role.value})")
+
+    @users_app.command("list")
+    def users_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+        """List active users and their roles (never PINs)."""
+        from station.users import UserStore
+
+        cfg = _config(config, data_dir)
+        with UserStore(cfg.station.data_dir / "users.db") as store:
+            for u in store.users():
+                typer.echo(f"{u.username}\t{u.role.value}")

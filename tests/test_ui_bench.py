@@ -1,0 +1,125 @@
+"""The inspector bench driven by keyboard alone (offscreen Qt, real pipeline, real SQLite)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import Qt
+
+from station.domain import Frame, ReturnReason, ReturnRequest
+from tests.ui_support import WAIT_MS, image_count, login, make_window, rows, scan_and_capture
+from ui.scan import RmaError, format_rma, parse_rma
+
+
+def _rma(order: str) -> str:
+    return format_rma(ReturnRequest(order, "BTL-FEED-240", ReturnReason.NO_REASON_7DAY, f"U-{order}", "live",
+                                    "host-wang", None, "sf-express"))
+
+
+def test_rma_codes_round_trip_and_bad_scans_say_why():
+    req = ReturnRequest("O1", "APP-TEE-M", ReturnReason.WRONG_SIZE, "U9", None, "s1", "urbanwear", None)
+    assert parse_rma(format_rma(req)) == req
+    assert parse_rma('{"order_id": "O1", "sku": "APP-TEE-M", "reason": "wrong_size"}').sku == "APP-TEE-M"
+    for bad, key in (("hello", "not an RMA code"), ("RMA1||X|quality_issue", "missing order id"),
+                     ("RMA1|O|X|broken", "unknown return reason")):
+        with pytest.raises(RmaError) as exc:
+            parse_rma(bad)
+        assert exc.value.key == key
+
+
+def test_scan_capture_accept_by_keyboard_records_the_inspection(qtbot, data_dir):
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "inspector", "1111")
+    bench = win.bench
+    presses = scan_and_capture(qtbot, bench, _rma("ORD-UI-1"))
+    assert presses == 3  # one Space per configured view (front, side, top)
+    res = bench.result
+    assert bench.grade.text() == res.record.decision.grade.value
+    assert all(tile.has_image for tile in bench.tiles.values()) and bench.reference.has_image
+    (row,) = rows(data_dir, "ORD-UI-1")
+    assert (row["operator"], row["sku"], row["streamer"], row["brand"]) == ("inspector", "BTL-FEED-240",
+                                                                            "host-wang", "mamacare")
+    assert image_count(data_dir, row["record_id"]) == 3
+    assert row["review"] == 0, "clean unopened bottle should not need review (check the model/rules)"
+    qtbot.keyClick(bench, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bench.state == "idle", timeout=WAIT_MS)
+    assert "Accepted" in bench.prompt.text() and f"tote {row['lane']}" in bench.prompt.text()
+    assert len(rows(data_dir, "ORD-UI-1")) == 1  # accepting the proposal writes no second row
+    assert bench.scan.text() == ""
+
+
+def test_override_by_keyboard_writes_who_why_and_the_new_decision(qtbot, data_dir):
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "inspector", "1111")
+    bench = win.bench
+    scan_and_capture(qtbot, bench, _rma("ORD-UI-2"))
+    qtbot.keyClick(bench, Qt.Key.Key_F8)
+    qtbot.waitUntil(lambda: bench.override_dialog is not None and bench.override_dialog.isVisible(), timeout=WAIT_MS)
+    dlg = bench.override_dialog
+    qtbot.keyClick(dlg.reason, Qt.Key.Key_Down)  # missed_defect -> false_defect -> ...
+    qtbot.keyClick(dlg.reason, Qt.Key.Key_Down)
+    assert dlg.reason.currentData() == "wrong_grade"
+    qtbot.keyClicks(dlg.grade, "C")
+    qtbot.keyClicks(dlg.disposition, "Ref")
+    assert (dlg.grade.currentData(), dlg.disposition.currentData()) == ("C", "refurbish")
+    qtbot.keyClicks(dlg.comment, "teat cracked at base")
+    qtbot.keyClick(dlg.comment, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bench.state == "idle", timeout=WAIT_MS)
+    original, override = rows(data_dir, "ORD-UI-2")
+    assert override["overrides"] == original["record_id"]
+    assert (override["operator"], override["grade"], override["disposition"]) == ("inspector", "C", "refurbish")
+    assert override["lane"] == win.ctx.config.lane_for("refurbish")
+    assert override["override_reason"] == "[inspector] wrong_grade: teat cracked at base"
+    assert "Override saved" in bench.prompt.text()
+
+
+def test_quality_gate_asks_for_a_retake(qtbot, data_dir):
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "inspector", "1111")
+    bench = win.bench
+    real = win.ctx.station.camera
+    shots = []
+
+    class DarkFirstFront:  # the first front shot is black (lens cap on); the retake is real
+        def stage(self, item):
+            real.stage(item)
+
+        def capture(self, view):
+            shots.append(view)
+            frame = real.capture(view)
+            if shots == ["front"]:
+                return Frame(np.zeros_like(frame.image), view)
+            return frame
+
+        def close(self):
+            real.close()
+
+    win.ctx.station.camera = DarkFirstFront()
+    qtbot.keyClicks(bench.scan, _rma("ORD-UI-3"))
+    qtbot.keyClick(bench.scan, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bench.state == "capturing", timeout=WAIT_MS)
+    qtbot.keyClick(bench, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: bench.state == "capturing" and bench.attempts.get("front") == 1, timeout=WAIT_MS)
+    assert "Retake view 1/3" in bench.prompt.text() and "under-exposed" in bench.prompt.text()
+    assert bench.prompt.property("state") == "bad"
+    assert bench.current_view() == "front"
+    qtbot.keyClick(bench, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: bench.current_view() == "side", timeout=WAIT_MS)
+    assert "Capture view 2/3" in bench.prompt.text()
+    qtbot.keyClick(bench, Qt.Key.Key_Escape)
+    assert bench.state == "idle" and rows(data_dir, "ORD-UI-3") == []  # cancelled before inspection: no record
+
+
+def test_unknown_sku_and_bad_scan_are_reported_not_crashed(qtbot, data_dir):
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "inspector", "1111")
+    bench = win.bench
+    qtbot.keyClicks(bench.scan, "garbage")
+    qtbot.keyClick(bench.scan, Qt.Key.Key_Return)
+    assert "Scan not understood: not an RMA code" in bench.prompt.text() and bench.state == "idle"
+    bench.scan.clear()
+    qtbot.keyClicks(bench.scan, "RMA1|ORD-X|NO-SUCH-SKU|quality_issue")
+    qtbot.keyClick(bench.scan, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "NO-SUCH-SKU" in bench.prompt.text(), timeout=WAIT_MS)
+    assert "unknown SKU" in bench.prompt.text() and bench.prompt.property("state") == "bad"
+    assert bench.state == "idle" and rows(data_dir, "ORD-X") == []

@@ -1,0 +1,397 @@
+"""Supervisor review queue: flagged items, filters, evidence, approve / change / bulk-approve / export.
+
+Listing, evidence loading and every write run on the station worker; what a user may do is enforced by
+station.users (review_queue, approve, record_override raise PermissionDenied for an inspector).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import cv2
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
+                             QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from station.domain import ReturnReason
+from station.users import QueueItem, approve, bulk_approve, record_override, review_queue
+from ui.context import StationContext
+from ui.i18n import name, rule_text, tr
+from ui.images import thumbnail, to_qimage
+from ui.widgets import ImageTile, OverrideDialog, data_label
+
+AGES = (("Any age", None, None), ("Older than 1 h", 1.0, None), ("Older than 24 h", 24.0, None),
+        ("Last hour", None, 1.0))
+COLUMNS = ("Age", "Order", "SKU", "Brand", "Streamer", "Reason", "Grade", "Proposed", "Why flagged")
+
+
+class QueuePage(QWidget):
+    message = pyqtSignal(str)
+    changed = pyqtSignal()
+
+    def __init__(self, ctx: StationContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("queue")
+        self.items: list[QueueItem] = []
+        self.evidence: dict | None = None
+        self.override_dialog: OverrideDialog | None = None
+        self._loading = False
+        self._again = False
+        self._build()
+        self.retranslate()
+
+    def _build(self) -> None:
+        self.filter_labels = [QLabel() for _ in range(4)]
+        self.reason = QComboBox()
+        self.brand = QComboBox()
+        self.streamer = QComboBox()
+        self.age = QComboBox()
+        for combo in (self.reason, self.brand, self.streamer, self.age):
+            combo.currentIndexChanged.connect(lambda _=0: self.refresh())
+        self.refresh_button = QPushButton()
+        self.refresh_button.clicked.connect(self.refresh)
+        filters = QHBoxLayout()
+        for label, combo in zip(self.filter_labels, (self.reason, self.brand, self.streamer, self.age)):
+            filters.addWidget(label)
+            filters.addWidget(combo)
+        filters.addStretch(1)
+        filters.addWidget(self.refresh_button)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        self.count = QLabel()
+
+        self.approve_button = QPushButton()
+        self.change_button = QPushButton()
+        self.bulk_button = QPushButton()
+        self.export_button = QPushButton()
+        self.approve_button.clicked.connect(self.approve_current)
+        self.change_button.clicked.connect(self.change_current)
+        self.bulk_button.clicked.connect(self.bulk_approve_selected)
+        self.export_button.clicked.connect(self.export_current)
+        actions = QHBoxLayout()
+        for b in (self.approve_button, self.change_button, self.bulk_button, self.export_button):
+            actions.addWidget(b)
+        actions.addStretch(1)
+        actions.addWidget(self.count)
+
+        # evidence
+        self.evidence_box = QWidget()
+        self.ev_title = QLabel()
+        self.ev_title.setObjectName("sectionTitle")
+        self.ev_order = data_label()
+        self.ev_tiles_row = QHBoxLayout()
+        self.ev_tiles: list[ImageTile] = []
+        self.ev_measure_title = QLabel()
+        self.ev_measure = QLabel()
+        self.ev_measure.setWordWrap(True)
+        self.ev_rules_title = QLabel()
+        self.ev_rules = QLabel()
+        self.ev_rules.setWordWrap(True)
+        self.ev_history_title = QLabel()
+        self.ev_history = QLabel()
+        self.ev_history.setWordWrap(True)
+        ev = QVBoxLayout(self.evidence_box)
+        ev.addWidget(self.ev_title)
+        ev.addWidget(self.ev_order)
+        ev.addLayout(self.ev_tiles_row)
+        grid = QGridLayout()
+        grid.addWidget(self.ev_measure_title, 0, 0)
+        grid.addWidget(self.ev_rules_title, 0, 1)
+        grid.addWidget(self.ev_history_title, 0, 2)
+        grid.addWidget(self.ev_measure, 1, 0, Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(self.ev_rules, 1, 1, Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(self.ev_history, 1, 2, Qt.AlignmentFlag.AlignTop)
+        grid.setColumnStretch(1, 2)
+        ev.addLayout(grid)
+        ev.addStretch(1)
+
+        upper = QWidget()
+        up = QVBoxLayout(upper)
+        up.setContentsMargins(0, 0, 0, 0)
+        up.addLayout(filters)
+        up.addWidget(self.table)
+        up.addLayout(actions)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(upper)
+        split.addWidget(self.evidence_box)
+        split.setSizes([360, 440])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+        self._update_buttons()
+
+    def retranslate(self) -> None:
+        for label, text in zip(self.filter_labels, ("Reason", "Brand", "Streamer", "Age")):
+            label.setText(tr(text))
+        self._fill_filters()
+        self.refresh_button.setText(tr("Refresh"))
+        self.table.setHorizontalHeaderLabels([tr(c) for c in COLUMNS])
+        self.approve_button.setText(tr("Approve"))
+        self.approve_button.setToolTip(tr("Accept what the station proposed (writes an override with your name)"))
+        self.change_button.setText(tr("Change..."))
+        self.bulk_button.setText(tr("Bulk-approve selected"))
+        self.export_button.setText(tr("Export evidence"))
+        self.ev_title.setText(tr("Evidence"))
+        self.ev_measure_title.setText(tr("Measurements and findings"))
+        self.ev_rules_title.setText(tr("Why flagged"))
+        self.ev_history_title.setText(tr("Unit history"))
+        self._render_table()
+        self._render_evidence()
+        if self.override_dialog is not None:
+            self.override_dialog.retranslate()
+
+    def _fill_filters(self) -> None:
+        brands = sorted({i.brand for i in self.ctx.station.catalogue.items.values()}) if self.ctx.station else []
+        streamers = sorted({i.streamer for i in self.items if i.streamer} | {self.streamer.currentData() or ""} - {""})
+        spec = ((self.reason, [(name("reason", r.value), r.value) for r in ReturnReason]),
+                (self.brand, [(b, b) for b in brands]),
+                (self.streamer, [(s, s) for s in streamers]),
+                (self.age, None))
+        for combo, options in spec:
+            current = combo.currentIndex() if combo is self.age else combo.currentData()
+            combo.blockSignals(True)
+            combo.clear()
+            if options is None:
+                for i, (text, lo, hi) in enumerate(AGES):
+                    combo.addItem(tr(text), i)
+                combo.setCurrentIndex(max(0, current))
+            else:
+                combo.addItem(tr("All"), None)
+                for text, value in options:
+                    combo.addItem(text, value)
+                combo.setCurrentIndex(max(0, combo.findData(current)) if current else 0)
+            combo.blockSignals(False)
+
+    # ----------------------------------------------------------------------------------------- data
+    def refresh(self) -> None:
+        if self.ctx.station is None or self.ctx.user is None:
+            return
+        if self._loading:
+            self._again = True  # filters changed while a listing was running: list again when it ends
+            return
+        self._loading, self._again = True, False
+        ctx, user = self.ctx, self.ctx.user
+        _, lo, hi = AGES[self.age.currentData() or 0]
+        reason, brand, streamer = self.reason.currentData(), self.brand.currentData(), self.streamer.currentData()
+
+        def work():
+            return review_queue(ctx.station.store, user, reason, brand, streamer, lo, hi)
+
+        def done(items):
+            self._loading = False
+            selected = self.selected_ids()
+            self.items = items
+            streamer_now = self.streamer.currentData()
+            self._fill_filters()
+            self.streamer.blockSignals(True)
+            self.streamer.setCurrentIndex(max(0, self.streamer.findData(streamer_now)) if streamer_now else 0)
+            self.streamer.blockSignals(False)
+            self._render_table(selected)
+            if self._again:
+                self.refresh()
+
+        def failed(exc):
+            self._loading = False
+            self.message.emit(str(exc))
+            if self._again:
+                self.refresh()
+
+        self.ctx.jobs.submit(work, done, failed)
+
+    def _render_table(self, selected: list[str] | None = None) -> None:
+        self.table.blockSignals(True)
+        self.table.setRowCount(len(self.items))
+        for r, it in enumerate(self.items):
+            why = " ".join(x for x in it.rules_fired if not x.startswith(("G-", "L-", "D-"))) or "-"
+            cells = (_age(it.age_hours), it.order_id, it.sku, it.brand or "-", it.streamer or "-",
+                     name("reason", it.reason), it.grade, name("disposition", it.proposed_disposition), why)
+            for c, text in enumerate(cells):
+                cell = QTableWidgetItem(text)
+                cell.setData(Qt.ItemDataRole.UserRole, it.record_id)
+                self.table.setItem(r, c, cell)
+            if selected and it.record_id in selected:
+                self.table.selectRow(r)
+        self.table.blockSignals(False)
+        self.count.setText(tr("{n} item(s) waiting", n=len(self.items)))
+        self._selection_changed()
+
+    def selected_ids(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.items[r].record_id for r in rows if r < len(self.items)]
+
+    def current(self) -> QueueItem | None:
+        ids = self.selected_ids()
+        return next((i for i in self.items if ids and i.record_id == ids[0]), None)
+
+    def select_order(self, order_id: str) -> bool:
+        for r, it in enumerate(self.items):
+            if it.order_id == order_id:
+                self.table.clearSelection()
+                self.table.selectRow(r)
+                return True
+        return False
+
+    def _update_buttons(self) -> None:
+        n = len(self.selected_ids())
+        self.approve_button.setEnabled(n == 1)
+        self.change_button.setEnabled(n == 1)
+        self.export_button.setEnabled(n == 1)
+        self.bulk_button.setEnabled(n >= 1)
+
+    def _selection_changed(self) -> None:
+        self._update_buttons()
+        item = self.current()
+        if item is None:
+            self.evidence = None
+            self._render_evidence()
+            return
+        ctx = self.ctx
+
+        def work():
+            store = ctx.station.store
+            row = store.get(item.record_id)
+            images = []
+            for view, sha in store.db.execute(
+                    "SELECT view, sha256 FROM inspection_images WHERE record_id=? ORDER BY rowid", (item.record_id,)):
+                img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
+                images.append((view, None if img is None else to_qimage(thumbnail(img, 360))))
+            history = store.history(item.unit_code) if item.unit_code else []
+            return {"item": item, "findings": json.loads(row["findings_json"]), "images": images,
+                    "history": [(h["created_at"], h["order_id"], h["grade"], h["disposition"], h["operator"],
+                                 bool(h["overrides"])) for h in history]}
+
+        def done(ev):
+            if self.current() is not None and self.current().record_id == ev["item"].record_id:
+                self.evidence = ev
+                self._render_evidence()
+
+        self.ctx.jobs.submit(work, done, lambda exc: self.message.emit(str(exc)))
+
+    def _render_evidence(self) -> None:
+        ev = self.evidence
+        images = ev["images"] if ev else []
+        while len(self.ev_tiles) < len(images):
+            tile = ImageTile(240, 180)
+            self.ev_tiles.append(tile)
+            self.ev_tiles_row.addWidget(tile)
+        for i, tile in enumerate(self.ev_tiles):
+            tile.setVisible(i < len(images))
+            if i < len(images):
+                view, qimg = images[i]
+                tile.title.setText(name("view", view))
+                tile.set_image(qimg)
+        if ev is None:
+            for w in (self.ev_order, self.ev_measure, self.ev_rules, self.ev_history):
+                w.setText("")
+            return
+        it = ev["item"]
+        self.ev_order.setText(f"{it.order_id} · {it.sku} · {it.unit_code or '-'} · {it.brand or '-'} · "
+                              f"{it.streamer or '-'}")
+        lines = []
+        for f in ev["findings"]:
+            extra = ""
+            if f["kind"] == "wrong_item" and "value" in f:
+                extra = " · " + tr("identity score {v:.2f}", v=f["value"])
+            elif f["kind"] == "colour_mismatch" and "value" in f:
+                extra = f" · ΔE00 {f['value']:.1f}"
+            where = f" ({name('view', f['view'])})" if f.get("view") else ""
+            lines.append(f"{name('finding', f['kind'])} {f['score']:.2f}{where}{extra}")
+        self.ev_measure.setText("\n".join(lines) or tr("No findings"))
+        self.ev_rules.setText("\n".join(f"• {rule_text(r)}" for r in it.reasons))
+        self.ev_history.setText("\n".join(
+            tr("{when}: {order} grade {grade}, {disposition}{by}", when=when[:16].replace("T", " "), order=order,
+               grade=grade, disposition=name("disposition", disp),
+               by=(" · " + tr("override by {who}", who=who)) if over else "")
+            for when, order, grade, disp, who, over in ev["history"]) or tr("No earlier records"))
+
+    # ----------------------------------------------------------------------------------------- actions
+    def _write(self, fn, done_text: str) -> None:
+        def done(_):
+            self.message.emit(done_text)
+            self.changed.emit()
+            self.ctx.records_changed.emit()
+            self.refresh()
+
+        self.ctx.jobs.submit(fn, done, lambda exc: self.message.emit(str(exc)))
+
+    def approve_current(self) -> None:
+        item, ctx, user = self.current(), self.ctx, self.ctx.user
+        if item is None:
+            return
+        self._write(lambda: approve(ctx.station.store, user, item.record_id, ctx.config.lanes),
+                    tr("Approved {order}", order=item.order_id))
+
+    def bulk_approve_selected(self) -> None:
+        ids, ctx, user = self.selected_ids(), self.ctx, self.ctx.user
+        if not ids:
+            return
+        self._write(lambda: bulk_approve(ctx.station.store, user, ids, ctx.config.lanes),
+                    tr("Approved {n} item(s)", n=len(ids)))
+
+    def change_current(self) -> None:
+        item = self.current()
+        if item is None:
+            return
+        dlg = OverrideDialog(item.grade, item.proposed_disposition, self)
+        self.override_dialog = dlg
+        dlg.finished.connect(lambda code, it=item: self._change_closed(code, it))
+        dlg.open()
+
+    def _change_closed(self, code: int, item: QueueItem) -> None:
+        dlg, self.override_dialog = self.override_dialog, None
+        if dlg is None:
+            return
+        dlg.deleteLater()
+        if code != dlg.DialogCode.Accepted:
+            return
+        reason, comment, grade, disposition = dlg.values()
+        ctx, user = self.ctx, self.ctx.user
+        self._write(lambda: record_override(ctx.station.store, user, item.record_id, reason, comment, grade,
+                                            disposition, ctx.config.lane_for(disposition)),
+                    tr("Changed {order}", order=item.order_id))
+
+    def export_current(self) -> None:
+        item, ctx = self.current(), self.ctx
+        if item is None:
+            return
+        out_dir = ctx.config.station.data_dir / "evidence"
+
+        def work() -> Path:
+            return export_evidence(ctx.station.store, item.record_id, out_dir)
+
+        self.ctx.jobs.submit(work, lambda p: self.message.emit(tr("Evidence written to {path}", path=str(p))),
+                             lambda exc: self.message.emit(str(exc)))
+
+
+def export_evidence(store, record_id: str, out_dir: Path) -> Path:
+    """A zip with every record of the order and unit (JSON) and the images they point to."""
+    row = store.get(record_id)
+    rows = list(store.rows("WHERE order_id = ? OR (unit_code IS NOT NULL AND unit_code = ?)",
+                           (row["order_id"], row["unit_code"])))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{row['order_id']}-{record_id[:8]}.zip"
+    tmp = path.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("records.json", json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        for r in rows:
+            for img in r["images"]:
+                zf.write(store.image_path(img["sha256"]), f"images/{img['view']}-{img['sha256'][:12]}.png")
+    tmp.replace(path)
+    return path
+
+
+def _age(hours: float) -> str:
+    if hours < 1:
+        return tr("{n} min", n=int(hours * 60))
+    if hours < 48:
+        return tr("{n} h", n=int(hours))
+    return tr("{n} d", n=int(hours / 24))

@@ -1,0 +1,69 @@
+"""Dashboard numbers from the station store (no Qt; runs on the worker thread)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardStats:
+    total_items: int
+    awaiting_review: int
+    overrides: int
+    per_hour: tuple[tuple[str, int], ...]  # ("09:00", n) for the last hours, oldest first
+    grades: dict[str, int]
+    dispositions: dict[str, int]
+    pareto: tuple[tuple[str, int], ...]  # finding kind, count; most frequent first
+    liability: dict[str, float]  # party -> sum of shares (returns' worth of liability)
+    top_brands: tuple[tuple[str, int], ...]  # brand -> returns attributed to the brand
+    top_streamers: tuple[tuple[str, int], ...]
+    pending_sync: int
+
+
+def dashboard_stats(store, now: dt.datetime | None = None, hours: int = 12, top: int = 5) -> DashboardStats:
+    """Effective decision = the latest record of each order (an override replaces what it overrides)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    latest: dict[str, tuple] = {}
+    per_hour: Counter = Counter()
+    start = (now - dt.timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    overrides = 0
+    for row in store.db.execute("SELECT order_id, created_at, brand, streamer, grade, disposition, review, overrides, "
+                                "decision_json, findings_json FROM inspections ORDER BY seq"):
+        order_id, created, brand, streamer, grade, disp, review, over, decision, findings = row
+        latest[order_id] = row
+        if over:
+            overrides += 1
+            continue
+        t = dt.datetime.fromisoformat(created)
+        if t >= start:
+            per_hour[t.replace(minute=0, second=0, microsecond=0)] += 1
+    grades: Counter = Counter()
+    disps: Counter = Counter()
+    pareto: Counter = Counter()
+    liability: dict[str, float] = defaultdict(float)
+    brands: Counter = Counter()
+    streamers: Counter = Counter()
+    review = 0
+    for _, _, brand, streamer, grade, disp, rev, _, decision, findings in latest.values():
+        review += bool(rev)
+        grades[grade] += 1
+        disps[disp] += 1
+        pareto.update({f["kind"] for f in json.loads(findings)})
+        for share in json.loads(decision).get("liability", []):
+            liability[share["party"]] += float(share["share"])
+            if share["party"] == "brand" and share["share"] > 0 and brand:
+                brands[brand] += 1
+            if share["party"] == "streamer" and share["share"] > 0 and streamer:
+                streamers[streamer] += 1
+    buckets = [start + dt.timedelta(hours=h) for h in range(hours)]
+    return DashboardStats(
+        total_items=len(latest), awaiting_review=review, overrides=overrides,
+        per_hour=tuple((b.astimezone().strftime("%H:00"), per_hour.get(b, 0)) for b in buckets),
+        grades={g: grades.get(g, 0) for g in "ABCD"}, dispositions=dict(disps.most_common()),
+        pareto=tuple(pareto.most_common()), liability=dict(liability),
+        top_brands=tuple(brands.most_common(top)), top_streamers=tuple(streamers.most_common(top)),
+        pending_sync=store.count(),
+    )
