@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 
 from station.domain import Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
+from station.evidence import EvidenceError, EvidenceLog, StationKey, SignedTreeHead
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: inspections, images and their links; append-only enforced by triggers.
@@ -76,7 +78,49 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER inspection_images_no_delete BEFORE DELETE ON inspection_images
         BEGIN SELECT RAISE(ABORT, 'inspection records are append-only'); END;
     """,
+    # 2: outbox (records to send, written with the record), evidence log (leaves + signed heads), image sync and
+    #    retention state, sync state, RMAs and catalogue deltas pulled from the platform.
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT NOT NULL UNIQUE REFERENCES inspections(record_id),
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox(sent_at, seq);
+    INSERT INTO outbox(record_id, created_at) SELECT record_id, created_at FROM inspections ORDER BY seq;
+    CREATE TABLE evidence_leaves (
+        idx INTEGER PRIMARY KEY,
+        record_id TEXT NOT NULL UNIQUE REFERENCES inspections(record_id),
+        leaf_hash TEXT NOT NULL
+    );
+    CREATE TABLE tree_heads (
+        tree_size INTEGER PRIMARY KEY,
+        root_hash TEXT NOT NULL,
+        signed_at TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    CREATE TRIGGER evidence_leaves_no_update BEFORE UPDATE ON evidence_leaves
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+    CREATE TRIGGER evidence_leaves_no_delete BEFORE DELETE ON evidence_leaves
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+    CREATE TRIGGER tree_heads_no_update BEFORE UPDATE ON tree_heads
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+    CREATE TRIGGER tree_heads_no_delete BEFORE DELETE ON tree_heads
+        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
+    ALTER TABLE images ADD COLUMN uploaded_at TEXT;
+    ALTER TABLE images ADD COLUMN pruned_at TEXT;
+    CREATE INDEX images_created ON images(created_at);
+    CREATE INDEX inspection_images_sha ON inspection_images(sha256);
+    CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE rmas (order_id TEXT PRIMARY KEY, payload TEXT NOT NULL, server_seq INTEGER NOT NULL);
+    CREATE TABLE catalogue_updates (sku TEXT PRIMARY KEY, payload TEXT NOT NULL, server_seq INTEGER NOT NULL);
+    """,
 )
+
+DISK_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG (file size limit), EDQUOT
+DEFAULT_MIN_FREE_BYTES = 32 * 1024 * 1024
 
 
 class StoreError(RuntimeError):
@@ -105,13 +149,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class StationStore:
-    """Opened explicitly with ``open()`` (no I/O in the constructor)."""
+def _disk_full_hint(exc: BaseException) -> str:
+    errno = getattr(exc, "errno", None)
+    if errno in DISK_FULL_ERRNOS or "full" in str(exc).lower():
+        return " (disk full: free space or move data_dir; nothing was half-written)"
+    return ""
 
-    def __init__(self, db_path: Path, image_dir: Path | None = None) -> None:
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What retention by disk budget did: images removed (synced ones only) and what is left."""
+
+    pruned: int
+    freed_bytes: int
+    image_bytes: int  # bytes of images still on disk
+    budget_bytes: int
+    unsynced_bytes: int  # bytes that could not be pruned because they are not on the platform yet
+
+    @property
+    def within_budget(self) -> bool:
+        return self.image_bytes <= self.budget_bytes
+
+    def to_json(self) -> dict:
+        return {"pruned": self.pruned, "freed_bytes": self.freed_bytes, "image_bytes": self.image_bytes,
+                "budget_bytes": self.budget_bytes, "unsynced_bytes": self.unsynced_bytes,
+                "within_budget": self.within_budget}
+
+
+class StationStore:
+    """Opened explicitly with ``open()`` (no I/O in the constructor).
+
+    Besides the records it keeps the transactional outbox (every record is queued for the platform in the
+    same transaction that writes it) and the evidence log (every record is appended to the signed Merkle log
+    in that same transaction). The station key lives at ``key_path`` (default ``<db dir>/keys/``).
+    """
+
+    def __init__(self, db_path: Path, image_dir: Path | None = None, key_path: Path | None = None,
+                 min_free_bytes: int = DEFAULT_MIN_FREE_BYTES) -> None:
         self.db_path = Path(db_path)
         self.image_dir = Path(image_dir) if image_dir else self.db_path.parent / "images"
+        self.key_path = Path(key_path) if key_path else self.db_path.parent / "keys" / "station_ed25519.pem"
+        self.min_free_bytes = min_free_bytes
         self._db: sqlite3.Connection | None = None
+        self._evidence: EvidenceLog | None = None
 
     # -------------------------------------------------------------------------------- lifecycle
     def open(self) -> "StationStore":
@@ -126,7 +206,42 @@ class StationStore:
             raise StoreError(f"cannot open the station database {self.db_path}: {exc}") from None
         self._db = db
         self._migrate()
+        self._evidence = EvidenceLog(StationKey(self.key_path))
+        self._backfill_evidence()
         return self
+
+    @property
+    def evidence(self) -> EvidenceLog:
+        if self._evidence is None:
+            raise StoreError("station store is not open")
+        return self._evidence
+
+    def _backfill_evidence(self) -> None:
+        """Records written before the evidence log existed (schema 1) join the log, oldest first."""
+        missing = [r[0] for r in self.db.execute(
+            "SELECT record_id FROM inspections WHERE record_id NOT IN (SELECT record_id FROM evidence_leaves) "
+            "ORDER BY seq")]
+        if missing:
+            self._write(lambda: None, missing, f"cannot add {len(missing)} earlier records to the evidence log")
+
+    def _write(self, body, record_ids: list[str], what: str) -> None:
+        """One IMMEDIATE transaction: ``body()``, then outbox rows and log leaves for ``record_ids``, then the
+        signed head. All or nothing: a crash or an error leaves no record without its outbox row and leaf."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            body()
+            now = utc_now()
+            self.db.executemany("INSERT OR IGNORE INTO outbox(record_id, created_at) VALUES (?,?)",
+                                [(rid, now) for rid in record_ids])
+            self.evidence.append_in_tx(self.db, record_ids, now)
+            self.db.execute("COMMIT")
+        except (sqlite3.Error, EvidenceError, OSError) as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            self.evidence.invalidate()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"{what}: {exc}{_disk_full_hint(exc)}") from None
 
     def close(self) -> None:
         if self._db is not None:
@@ -175,6 +290,7 @@ class StationStore:
         rel = Path(digest[:2]) / f"{digest}.png"
         path = self.image_dir / rel
         if not path.exists():
+            self.check_free_space(len(data))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             try:
@@ -186,13 +302,30 @@ class StationStore:
                 _fsync_dir(path.parent)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                hint = " (disk full: free space or move data_dir)" if exc.errno == 28 else ""
-                raise StoreError(f"cannot write image {path}: {exc.strerror}{hint}") from None
-        self.db.execute(
-            "INSERT OR IGNORE INTO images(sha256, relpath, bytes, width, height, created_at) VALUES (?,?,?,?,?,?)",
-            (digest, str(rel), len(data), image.shape[1], image.shape[0], utc_now()),
-        )
+                raise StoreError(f"cannot write image {path}: {exc.strerror}{_disk_full_hint(exc)}") from None
+        try:
+            self.db.execute(
+                "INSERT OR IGNORE INTO images(sha256, relpath, bytes, width, height, created_at) "
+                "VALUES (?,?,?,?,?,?)", (digest, str(rel), len(data), image.shape[1], image.shape[0], utc_now()))
+            # An image pruned earlier and captured again is on disk again.
+            self.db.execute("UPDATE images SET pruned_at = NULL WHERE sha256 = ? AND pruned_at IS NOT NULL",
+                            (digest,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot record image {digest}: {exc}{_disk_full_hint(exc)}") from None
         return StoredImage(digest, path)
+
+    def check_free_space(self, need_bytes: int = 0) -> None:
+        """Refuse to write when the data disk has less than ``min_free_bytes`` (plus this write) free."""
+        if self.min_free_bytes <= 0:
+            return
+        try:
+            free = shutil.disk_usage(self.image_dir).free
+        except OSError:
+            return
+        if free - need_bytes < self.min_free_bytes:
+            raise StoreError(f"disk full: {free // (1024 * 1024)} MiB free on {self.image_dir}, the station keeps "
+                             f"{self.min_free_bytes // (1024 * 1024)} MiB in reserve; free space, lower the image "
+                             f"budget (synced images are pruned first) or move data_dir. Nothing was written.")
 
     def image_path(self, sha256: str) -> Path:
         row = self.db.execute("SELECT relpath FROM images WHERE sha256=?", (sha256,)).fetchone()
@@ -202,30 +335,39 @@ class StationStore:
 
     # -------------------------------------------------------------------------------- records
     def append(self, record: InspectionRecord) -> None:
+        """Write the record, queue it in the outbox and seal it in the evidence log: one transaction."""
+        self.append_many([record])
+
+    def append_many(self, records: list[InspectionRecord]) -> None:
+        """Like ``append`` for several records in one transaction (imports, benchmarks)."""
+        if not records:
+            return
+
+        def body() -> None:
+            for record in records:
+                self._insert_record(record)
+
+        what = (f"cannot record inspection {records[0].record_id}" if len(records) == 1
+                else f"cannot record {len(records)} inspections")
+        self._write(body, [r.record_id for r in records], what)
+
+    def _insert_record(self, record: InspectionRecord) -> None:
         d = record.decision
         r = record.request
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(
-                """INSERT INTO inspections(record_id, created_at, station_id, order_id, sku, unit_code, reason,
-                   channel, streamer, brand, carrier, grade, disposition, review, lane, confidence, model_version,
-                   rules_fired, decision_json, findings_json, timings_json, operator, overrides, override_reason)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (record.record_id, record.created_at, record.station_id, r.order_id, r.sku, r.unit_code,
-                 r.reason.value, r.channel, r.streamer, r.brand, r.carrier, d.grade.value, d.disposition.value,
-                 int(d.review), record.lane, d.confidence, record.model_version, " ".join(d.rules_fired),
-                 json.dumps(d.to_json(), ensure_ascii=False), json.dumps([f.to_json() for f in record.findings]),
-                 json.dumps(record.timings_ms), record.operator, record.overrides, record.override_reason),
-            )
-            for view, sha in record.image_hashes:
-                self.db.execute("INSERT OR IGNORE INTO inspection_images(record_id, view, sha256) VALUES (?,?,?)",
-                                (record.record_id, view, sha))
-            self.db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            hint = " (disk full: free space; nothing was half-written)" if "full" in str(exc) else ""
-            raise StoreError(f"cannot record inspection {record.record_id}: {exc}{hint}") from None
+        self.db.execute(
+            """INSERT INTO inspections(record_id, created_at, station_id, order_id, sku, unit_code, reason,
+               channel, streamer, brand, carrier, grade, disposition, review, lane, confidence, model_version,
+               rules_fired, decision_json, findings_json, timings_json, operator, overrides, override_reason)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (record.record_id, record.created_at, record.station_id, r.order_id, r.sku, r.unit_code,
+             r.reason.value, r.channel, r.streamer, r.brand, r.carrier, d.grade.value, d.disposition.value,
+             int(d.review), record.lane, d.confidence, record.model_version, " ".join(d.rules_fired),
+             json.dumps(d.to_json(), ensure_ascii=False), json.dumps([f.to_json() for f in record.findings]),
+             json.dumps(record.timings_ms), record.operator, record.overrides, record.override_reason),
+        )
+        for view, sha in record.image_hashes:
+            self.db.execute("INSERT OR IGNORE INTO inspection_images(record_id, view, sha256) VALUES (?,?,?)",
+                            (record.record_id, view, sha))
 
     def override(self, record_id: str, operator: str, reason: str, grade: Grade | None = None,
                  disposition: Disposition | None = None, lane: int | None = None) -> str:
@@ -244,8 +386,8 @@ class StationStore:
         decision["review"] = False
         new_id = new_record_id()
         now = utc_now()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
+
+        def body() -> None:
             self.db.execute(
                 """INSERT INTO inspections(record_id, created_at, station_id, order_id, sku, unit_code, reason,
                    channel, streamer, brand, carrier, grade, disposition, review, lane, confidence, model_version,
@@ -257,11 +399,8 @@ class StationStore:
                  lane if lane is not None else row["lane"], " ".join(decision["rules_fired"]),
                  json.dumps(decision, ensure_ascii=False), operator, reason, record_id),
             )
-            self.db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise StoreError(f"cannot record override of {record_id}: {exc}") from None
+
+        self._write(body, [new_id], f"cannot record override of {record_id}")
         return new_id
 
     def get(self, record_id: str) -> sqlite3.Row | None:
@@ -295,6 +434,163 @@ class StationStore:
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0])
+
+    # -------------------------------------------------------------------------------- outbox (sync)
+    def pending_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+    def outbox_batch(self, limit: int) -> list[dict]:
+        """The oldest unsent records, each as the platform's record payload (row, images, log leaf)."""
+        cur = self.db.execute(
+            """SELECT i.*, l.idx AS leaf_index, l.leaf_hash AS leaf_hash FROM outbox o
+               JOIN inspections i ON i.record_id = o.record_id
+               LEFT JOIN evidence_leaves l ON l.record_id = o.record_id
+               WHERE o.sent_at IS NULL ORDER BY o.seq LIMIT ?""", (limit,))
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            rec = dict(zip(names, row))
+            rec.pop("seq", None)
+            rec["images"] = [{"view": v, "sha256": sh} for v, sh in self.db.execute(
+                "SELECT view, sha256 FROM inspection_images WHERE record_id=? ORDER BY rowid", (rec["record_id"],))]
+            out.append(rec)
+        return out
+
+    def mark_sent(self, record_ids: list[str]) -> None:
+        if not record_ids:
+            return
+        now = utc_now()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("UPDATE outbox SET sent_at = ? WHERE record_id = ? AND sent_at IS NULL",
+                                [(now, rid) for rid in record_ids])
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise StoreError(f"cannot mark {len(record_ids)} records as sent: {exc}{_disk_full_hint(exc)}") from None
+
+    def images_to_upload(self, shas: list[str]) -> list[tuple[str, Path]]:
+        out = []
+        for sha in dict.fromkeys(shas):
+            row = self.db.execute("SELECT relpath FROM images WHERE sha256=? AND uploaded_at IS NULL "
+                                  "AND pruned_at IS NULL", (sha,)).fetchone()
+            if row is not None:
+                out.append((sha, self.image_dir / row[0]))
+        return out
+
+    def mark_images_uploaded(self, shas: list[str]) -> None:
+        if not shas:
+            return
+        now = utc_now()
+        with self._tx("mark images uploaded"):
+            self.db.executemany("UPDATE images SET uploaded_at = ? WHERE sha256 = ? AND uploaded_at IS NULL",
+                                [(now, sha) for sha in shas])
+
+    def get_state(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM sync_state WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_state(self, values: dict[str, str | None]) -> None:
+        with self._tx("save sync state"):
+            for k, v in values.items():
+                if v is None:
+                    self.db.execute("DELETE FROM sync_state WHERE key=?", (k,))
+                else:
+                    self.db.execute("INSERT INTO sync_state(key, value) VALUES (?,?) "
+                                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (k, v))
+
+    def save_pulled(self, table: str, key_field: str, items: list[dict]) -> int:
+        """Store RMAs (``rmas``) or catalogue updates (``catalogue_updates``) pulled from the platform."""
+        if table not in ("rmas", "catalogue_updates"):
+            raise ValueError(table)
+        col = "order_id" if table == "rmas" else "sku"
+        with self._tx(f"save pulled {table}"):
+            for item in items:
+                self.db.execute(f"INSERT INTO {table}({col}, payload, server_seq) VALUES (?,?,?) "
+                                f"ON CONFLICT({col}) DO UPDATE SET payload=excluded.payload, "
+                                f"server_seq=excluded.server_seq",
+                                (item[key_field], json.dumps(item, ensure_ascii=False), int(item["seq"])))
+        return len(items)
+
+    def pulled_max_seq(self, table: str) -> int:
+        if table not in ("rmas", "catalogue_updates"):
+            raise ValueError(table)
+        return int(self.db.execute(f"SELECT COALESCE(MAX(server_seq), 0) FROM {table}").fetchone()[0])
+
+    def _tx(self, what: str):
+        store = self
+
+        class _Tx:
+            def __enter__(self_inner):
+                store.db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, typ, exc, tb):
+                if typ is None:
+                    try:
+                        store.db.execute("COMMIT")
+                        return False
+                    except sqlite3.Error as e:
+                        exc = e
+                if store.db.in_transaction:
+                    store.db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"cannot {what}: {exc}{_disk_full_hint(exc)}") from None
+                return False
+
+        return _Tx()
+
+    # -------------------------------------------------------------------------------- evidence
+    def latest_head(self) -> SignedTreeHead | None:
+        from station.evidence import latest_head
+
+        return latest_head(self.db)
+
+    def public_key_pem(self) -> bytes:
+        try:
+            return self.evidence.key.public_pem()
+        except EvidenceError as exc:
+            raise StoreError(str(exc)) from None
+
+    def verify(self, public_key=None):
+        """Re-hash every record and image and check the log and every signed head (see evidence.verify_store)."""
+        from station.evidence import verify_store
+
+        try:
+            key = public_key if public_key is not None else self.evidence.key.public
+            return verify_store(self.db, self.image_dir, key)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the station database {self.db_path} is damaged: {exc}") from None
+
+    # -------------------------------------------------------------------------------- retention
+    def image_bytes(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM images WHERE pruned_at IS NULL").fetchone()[0])
+
+    def enforce_image_budget(self, budget_bytes: int) -> PruneReport:
+        """Delete image files, oldest first, until the images fit ``budget_bytes``. Only images already on the
+        platform whose every record has been sent are pruned; an unsynced image is never deleted. The row and
+        its hash stay (the evidence log still proves what the image was; the platform holds the bytes)."""
+        total = self.image_bytes()
+        pruned = freed = 0
+        if total > budget_bytes:
+            candidates = self.db.execute(
+                """SELECT sha256, relpath, bytes FROM images im
+                   WHERE pruned_at IS NULL AND uploaded_at IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM inspection_images ii JOIN outbox o ON o.record_id = ii.record_id
+                                   WHERE ii.sha256 = im.sha256 AND o.sent_at IS NULL)
+                   ORDER BY created_at, sha256""").fetchall()
+            for sha, rel, size in candidates:
+                if total <= budget_bytes:
+                    break
+                with self._tx(f"prune image {sha}"):
+                    self.db.execute("UPDATE images SET pruned_at = ? WHERE sha256 = ?", (utc_now(), sha))
+                (self.image_dir / rel).unlink(missing_ok=True)
+                total -= size
+                freed += size
+                pruned += 1
+        unsynced = int(self.db.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM images WHERE pruned_at IS NULL AND uploaded_at IS NULL").fetchone()[0])
+        return PruneReport(pruned, freed, total, budget_bytes, unsynced)
 
 
 EXPORT_COLUMNS = ("record_id", "created_at", "station_id", "order_id", "sku", "unit_code", "reason", "channel",

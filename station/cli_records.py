@@ -1,0 +1,537 @@
+"""Records, evidence and sync commands: verify, evidence, verify-bundle, prune, sync, serve-platform, and the
+`bench sync` / `bench crash` benchmarks. Registered into the main CLI by ``register(app, bench_app)``.
+
+Exit codes: 0 ok; 1 a check failed (tampering found, sync could not finish); 2 bad input (clear message).
+"""
+
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def _cli():
+    from station import cli
+
+    return cli
+
+
+def _open_store(cfg):
+    from station.records import StationStore, StoreError
+
+    cli = _cli()
+    db = cfg.database_path()
+    if not db.exists():
+        cli.fail(f"no station database at {db}: run an inspection first or pass --data-dir")
+    mb = cfg.records.min_free_mb
+    try:
+        return StationStore(db, min_free_bytes=int(mb * 1024 * 1024)).open()
+    except StoreError as exc:
+        cli.fail(str(exc))
+
+
+def _sync_settings(cfg, url: str | None = None, token: str | None = None):
+    from station.sync import SyncSettings
+
+    s = cfg.sync
+    url = url or s.url
+    token = token or os.environ.get("STATION_SYNC_TOKEN") or s.token
+    if not url:
+        _cli().fail("no platform URL: set [sync] url in the station config or pass --url")
+    if not token:
+        _cli().fail("no sync token: set [sync] token, env STATION_SYNC_TOKEN, or pass --token")
+    return SyncSettings(url=url, token=token, batch_size=s.batch_size, timeout_s=s.timeout_s,
+                        upload_images=s.upload_images, thumbnail_px=s.thumbnail_px, backoff_base_s=s.backoff_base_s,
+                        backoff_max_s=s.backoff_max_s, idle_s=s.interval_s, pull=s.pull, blur_faces=s.blur_faces,
+                        blur_labels=s.blur_labels)
+
+
+def _read_key(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _cli().fail(f"cannot read public key {path}: {exc.strerror}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    cli = _cli()
+    ConfigOpt, DataDirOpt = cli.ConfigOpt, cli.DataDirOpt
+
+    # ------------------------------------------------------------------------------------ verify
+    @app.command()
+    def verify(
+        record: Annotated[Optional[str], typer.Option(help="also prove one record's inclusion in the latest head")] = None,
+        consistency: Annotated[Optional[tuple[int, int]], typer.Option(
+            help="prove the signed head of size OLD is a prefix of the one of size NEW")] = None,
+        public_key: Annotated[Optional[Path], typer.Option(help="check heads with this PEM key, not the station's")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Check the whole evidence log: every record and image re-hashed, every signed head; exit 1 if altered."""
+        from station import evidence as ev
+        from station.evidence import EvidenceError
+
+        cfg = cli._config(config, data_dir)
+        store = _open_store(cfg)
+        try:
+            key = ev.load_public_key(_read_key(public_key)) if public_key else None
+            report = store.verify(key)
+            out = report.to_json()
+            db = store.db
+            if record is not None:
+                row = db.execute("SELECT idx FROM evidence_leaves WHERE record_id=?", (record,)).fetchone()
+                if row is None:
+                    cli.fail(f"record {record} is not in the evidence log")
+                head = ev.latest_head(db)
+                leaves = ev.all_leaves(db)[:head.tree_size]
+                proof = ev.inclusion_proof(row[0], leaves)
+                lh = ev.leaf_hash(ev.record_leaf_from_db(db, record))
+                ok = ev.verify_inclusion(row[0], head.tree_size, lh, proof, bytes.fromhex(head.root_hash))
+                out["inclusion"] = {"record_id": record, "leaf_index": row[0], "tree_size": head.tree_size,
+                                    "leaf_hash": lh.hex(), "audit_path": [p.hex() for p in proof], "ok": ok}
+                out["ok"] = out["ok"] and ok
+            if consistency is not None:
+                old, new = consistency
+                h_old, h_new = ev.head_of_size(db, old), ev.head_of_size(db, new)
+                if h_old is None or h_new is None or old > new:
+                    cli.fail(f"need signed heads of sizes {old} <= {new}; the log has sizes 1..{report.tree_size}")
+                leaves = ev.all_leaves(db)[:new]
+                proof = ev.consistency_proof(old, leaves)
+                ok = ev.verify_consistency(old, new, bytes.fromhex(h_old.root_hash), bytes.fromhex(h_new.root_hash),
+                                           proof)
+                out["consistency"] = {"old_size": old, "new_size": new, "old_root": h_old.root_hash,
+                                      "new_root": h_new.root_hash, "proof": [p.hex() for p in proof], "ok": ok}
+                out["ok"] = out["ok"] and ok
+        except EvidenceError as exc:
+            cli.fail(str(exc))
+        finally:
+            store.close()
+        if json_out:
+            cli._print_json(out)
+        else:
+            status = "[bold green]OK[/]" if out["ok"] else "[bold red]FAILED[/]"
+            cli.out.print(f"evidence log {status}: {out['records']} records, {out['images_checked']} images "
+                          f"re-hashed ({out['images_pruned']} pruned after sync), {out['heads_checked']} signed heads, "
+                          f"tree size {out['tree_size']}")
+            for p in out["problems"]:
+                cli.out.print(f"  [red]{p}[/]", highlight=False)
+            for k in ("inclusion", "consistency"):
+                if k in out:
+                    cli.out.print(f"  {k} proof: {'ok' if out[k]['ok'] else 'FAILED'}")
+        if not out["ok"]:
+            raise typer.Exit(1)
+
+    # ------------------------------------------------------------------------------------ evidence bundle
+    @app.command()
+    def evidence(
+        order_id: Annotated[str, typer.Argument(help="order id of the return")],
+        out_path: Annotated[Path, typer.Option("--out", help="bundle zip to write")],
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Write an evidence bundle for one order: images, annotated images, decision, proofs, signed head, key."""
+        from station.evidence import EvidenceError, build_bundle
+
+        cfg = cli._config(config, data_dir)
+        store = _open_store(cfg)
+        try:
+            res = build_bundle(store.db, store.image_dir, store.public_key_pem(), order_id, out_path)
+        except EvidenceError as exc:
+            cli.fail(str(exc))
+        except OSError as exc:
+            cli.fail(f"cannot write {out_path}: {exc.strerror}")
+        finally:
+            store.close()
+        if json_out:
+            cli._print_json(res)
+        else:
+            cli.out.print(f"wrote {out_path}: {res['records']} record(s) of order {order_id}, "
+                          f"proved against signed head {res['tree_size']}")
+
+    @app.command("verify-bundle")
+    def verify_bundle_cmd(
+        bundle: Annotated[Path, typer.Argument(help="evidence bundle zip")],
+        public_key: Annotated[Optional[Path], typer.Option(
+            help="the station's public key (PEM) obtained independently; default: the key inside the bundle")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Verify an evidence bundle without the station: signature, inclusion proofs, image hashes."""
+        from station.evidence import EvidenceError, verify_bundle
+
+        if not bundle.is_file():
+            cli.fail(f"bundle {bundle} not found")
+        try:
+            res = verify_bundle(bundle, _read_key(public_key))
+        except EvidenceError as exc:
+            cli.fail(str(exc))
+        if json_out:
+            cli._print_json(res)
+        else:
+            status = "[bold green]OK[/]" if res["ok"] else "[bold red]FAILED[/]"
+            cli.out.print(f"bundle {status}: order {res['order_id']}, {res['records']} record(s), "
+                          f"{res['images_checked']} image(s), head {res['tree_size']} (key {res['key_id']}, "
+                          f"{res['key_source']})")
+            if res["key_source"] == "bundled":
+                cli.out.print("  note: checked with the key inside the bundle; pass --public-key for an independent check")
+            for p in res["problems"]:
+                cli.out.print(f"  [red]{p}[/]", highlight=False)
+        if not res["ok"]:
+            raise typer.Exit(1)
+
+    # ------------------------------------------------------------------------------------ retention
+    @app.command()
+    def prune(
+        budget_mb: Annotated[Optional[float], typer.Option(help="image budget (default: records.image_budget_mb)")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Retention: delete synced images, oldest first, until the images fit the budget (never unsynced ones)."""
+        from station.records import StoreError
+
+        cfg = cli._config(config, data_dir)
+        budget = budget_mb if budget_mb is not None else cfg.records.image_budget_mb
+        if budget is None or budget < 0:
+            cli.fail("no image budget: pass --budget-mb or set records.image_budget_mb")
+        store = _open_store(cfg)
+        try:
+            rep = store.enforce_image_budget(int(budget * 1024 * 1024))
+        except StoreError as exc:
+            cli.fail(str(exc))
+        finally:
+            store.close()
+        if json_out:
+            cli._print_json(rep.to_json())
+        else:
+            cli.out.print(f"pruned {rep.pruned} synced image(s), freed {rep.freed_bytes} bytes; images now "
+                          f"{rep.image_bytes} bytes (budget {rep.budget_bytes}; {rep.unsynced_bytes} unsynced)")
+
+    # ------------------------------------------------------------------------------------ sync
+    @app.command()
+    def sync(
+        once: Annotated[bool, typer.Option("--once", help="push everything pending, pull, and exit")] = False,
+        status: Annotated[bool, typer.Option("--status", help="print the sync state only (no network)")] = False,
+        url: Annotated[Optional[str], typer.Option(help="platform URL (default: sync.url)")] = None,
+        token: Annotated[Optional[str], typer.Option(help="station token (default: sync.token)")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Push the outbox to the platform and pull RMAs/catalogue updates (forever, or --once)."""
+        import threading
+
+        from station.sync import SyncClient, SyncError, read_status
+
+        cfg = cli._config(config, data_dir)
+        store = _open_store(cfg)
+        try:
+            if status:
+                st = read_status(store).to_json()
+                if json_out:
+                    cli._print_json(st)
+                else:
+                    cli.out.print(f"pending {st['pending']}, last success {st['last_success'] or 'never'}, "
+                                  f"last error {st['last_error'] or '-'}")
+                return
+            settings = _sync_settings(cfg, url, token)
+            client = SyncClient(store, settings)
+            if not once:
+                stop = threading.Event()
+                cli.err.print(f"syncing to {settings.url} (Ctrl-C to stop)")
+
+                def show(st) -> None:
+                    if json_out:
+                        sys.stdout.write(json.dumps(st.to_json()) + "\n")
+                        sys.stdout.flush()
+
+                try:
+                    client.run_forever(stop, on_status=show)
+                except KeyboardInterrupt:
+                    stop.set()
+                return
+            error = None
+            try:
+                res = client.sync_once()
+            except SyncError as exc:
+                res, error = None, str(exc)
+            finally:
+                client.close()
+            st = read_status(store).to_json()
+            report = {**st, "ok": error is None, "server": settings.url,
+                      **({k: res[k] for k in ("pushed", "created", "existing", "conflicts", "images", "pulled")}
+                         if res else {"error": error})}
+            if json_out:
+                cli._print_json(report)
+            elif error is None:
+                cli.out.print(f"pushed {res['pushed']} record(s) ({res['created']} new), {res['images']} image(s); "
+                              f"pending {st['pending']}")
+            else:
+                cli.err.print(f"[bold red]sync failed:[/] {error} ({st['pending']} pending; retry later)",
+                              highlight=False)
+            if error is not None:
+                raise typer.Exit(1)
+        finally:
+            store.close()
+
+    # ------------------------------------------------------------------------------------ platform server
+    @app.command("serve-platform")
+    def serve_platform(
+        database_url: Annotated[str, typer.Option(envvar="PLATFORM_DATABASE_URL",
+                                                  help="SQLAlchemy URL (sqlite:///platform.db, postgresql+psycopg://...)")]
+        = "sqlite:///platform.db",
+        host: Annotated[str, typer.Option()] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
+        token: Annotated[Optional[list[str]], typer.Option(
+            help="create a token: ROLE:SUBJECT:TOKEN (role station, inspector, supervisor or admin); repeatable")] = None,
+    ) -> None:
+        """Run the platform server (API under /api/v1/, docs at /docs)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from station.server.api import ROLES, create_app, create_token, init_db, make_engine
+        from station.server.runner import serve
+
+        specs = []
+        for t in token or []:
+            parts = t.split(":", 2)
+            if len(parts) != 3 or parts[0] not in ROLES or not parts[1] or len(parts[2]) < 8:
+                cli.fail(f"bad --token {t!r}: use ROLE:SUBJECT:TOKEN, role one of {', '.join(ROLES)}, "
+                         f"token at least 8 characters")
+            specs.append(parts)
+        try:
+            engine = make_engine(database_url)
+            init_db(engine)
+            for role, subject, tok in specs:
+                create_token(engine, role, subject, tok)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            cli.fail(f"cannot open the platform database {database_url}: {str(exc).splitlines()[0]}")
+        cli.err.print(f"platform on http://{host}:{port} (API /api/v1, docs /docs), database {database_url}")
+        serve(create_app(engine=engine), host, port)
+
+    # ------------------------------------------------------------------------------------ benches
+    @bench_app.command("sync")
+    def bench_sync(
+        records: Annotated[int, typer.Option(min=1, help="records to sync")] = 10000,
+        batch_size: Annotated[int, typer.Option(min=1, max=1000)] = 500,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Sync N records (one image each, thumbnails inline, full images uploaded) to a local platform."""
+        from station.server.api import create_app, create_token, init_db, make_engine
+        from station.server.runner import ServerThread
+        from station.sync import SyncClient, SyncSettings, wait_until_synced
+
+        with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
+            tmpd = Path(tmp)
+            t0 = time.perf_counter()
+            store = _fill_store(tmpd / "station", records)
+            setup_s = time.perf_counter() - t0
+            engine = make_engine(f"sqlite:///{tmpd / 'platform.db'}")
+            init_db(engine)
+            tok = create_token(engine, "station", "bench-station")
+            with ServerThread(create_app(engine=engine)) as srv:
+                client = SyncClient(store, SyncSettings(url=srv.url, token=tok, batch_size=batch_size, pull=False))
+                t1 = time.perf_counter()
+                done = wait_until_synced(client, deadline_s=600)
+                seconds = time.perf_counter() - t1
+                client.close()
+            from sqlalchemy import func, select
+            from sqlalchemy.orm import Session
+
+            from station.server.models import Image, Record
+
+            with Session(engine) as s:
+                on_server = s.scalar(select(func.count()).select_from(Record))
+                thumbs = s.scalar(select(func.count()).select_from(Image).where(Image.thumbnail.is_not(None)))
+            store.close()
+            engine.dispose()
+        report = {"records": records, "seconds": round(seconds, 3), "records_per_s": round(records / seconds, 1),
+                  "on_server": on_server, "thumbnails_on_server": thumbs, "complete": done,
+                  "setup_seconds": round(setup_s, 2)}
+        if json_out:
+            cli._print_json(report)
+        else:
+            cli.out.print(f"synced {records} records in {seconds:.2f} s ({report['records_per_s']} records/s)")
+        if not done or on_server != records:
+            raise typer.Exit(1)
+
+    @bench_app.command("crash")
+    def bench_crash(
+        trials: Annotated[int, typer.Option(min=1, help="SIGKILLs of the inspecting+syncing process")] = 100,
+        per_trial: Annotated[int, typer.Option(min=1, help="inspections planned per trial")] = 5,
+        seed: Annotated[int, typer.Option()] = 0,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Kill a process that inspects and syncs with SIGKILL at random moments, restart it, and check that every
+        inspection is on the station and on the platform exactly once and that the evidence log verifies."""
+        res = run_crash_bench(trials, per_trial, seed)
+        if json_out:
+            cli._print_json(res)
+        else:
+            cli.out.print(f"{res['trials']} kills, {res['inspections']} inspections: lost {res['lost']}, "
+                          f"duplicated {res['duplicated']}, evidence log {'verifies' if res['verify_ok'] else 'FAILS'}")
+        if res["lost"] or res["duplicated"] or not res["verify_ok"]:
+            raise typer.Exit(1)
+
+    @app.command("crash-worker", hidden=True)
+    def crash_worker(
+        db: Annotated[Path, typer.Option()],
+        url: Annotated[str, typer.Option()],
+        token: Annotated[str, typer.Option()],
+        total: Annotated[int, typer.Option()],
+    ) -> None:
+        """(bench crash) inspect CRASH-00000.. up to --total while syncing; exits when all are synced."""
+        _crash_worker(db, url, token, total)
+
+
+# ------------------------------------------------------------------------------------------- bench helpers
+
+
+def _bench_record(i: int, sha: str, station_id: str, order_prefix: str = "BENCH"):
+    from station.domain import Decision, Disposition, Grade, LiabilityShare, Party, ReturnReason, ReturnRequest
+    from station.records import record_from_parts
+
+    reasons = list(ReturnReason)
+    dec = Decision(Grade.B, Disposition.OPEN_BOX,
+                   (LiabilityShare(Party.BRAND, 0.5, "L-BENCH", "bench"), LiabilityShare(Party.STREAMER, 0.5, "L-BENCH",
+                                                                                         "bench")),
+                   False, ("G-BENCH",), ("bench record",), 0.9)
+    req = ReturnRequest(f"{order_prefix}-{i:05d}", "GAD-EARBUD-X2", reasons[i % len(reasons)], f"U-{i}", "live",
+                        f"streamer-{i % 7}", f"brand-{i % 5}", "carrier-1")
+    return record_from_parts(req, [], dec, 2, [("front", sha)], "bench-model", station_id, {"record": 1.0}, "bench")
+
+
+def _bench_image(rng, i: int):
+    import numpy as np
+
+    img = np.empty((120, 160, 3), np.uint8)
+    img[:] = rng.integers(40, 220, 3, dtype=np.uint8)
+    x, y = (i * 7) % 140, (i // 20) % 100
+    img[y:y + 20, x:x + 20] = (i % 256, (i // 256) % 256, 255 - i % 256)
+    return img
+
+
+def _fill_store(dirpath: Path, n: int):
+    import numpy as np
+
+    from station.records import StationStore
+
+    store = StationStore(dirpath / "station.db").open()
+    rng = np.random.default_rng(0)
+    batch = []
+    for i in range(n):
+        sha = store.put_image(_bench_image(rng, i)).sha256
+        batch.append(_bench_record(i, sha, "bench-station"))
+        if len(batch) == 500:
+            store.append_many(batch)
+            batch = []
+    store.append_many(batch)
+    return store
+
+
+def _crash_worker(db: Path, url: str, token: str, total: int) -> None:
+    import threading
+
+    import numpy as np
+
+    from station.records import StationStore
+    from station.sync import SyncClient, SyncError, SyncSettings
+
+    store = StationStore(db).open()
+    sync_store = StationStore(db).open()
+    client = SyncClient(sync_store, SyncSettings(url=url, token=token, batch_size=7, pull=False, timeout_s=5))
+    stop = threading.Event()
+
+    def syncer() -> None:
+        while not stop.is_set():
+            try:
+                client.sync_once()
+            except SyncError:
+                pass
+            stop.wait(0.005)
+
+    th = threading.Thread(target=syncer, daemon=True)
+    th.start()
+    print("ready", flush=True)
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+    done = {r[0] for r in store.db.execute("SELECT order_id FROM inspections WHERE order_id LIKE 'CRASH-%'")}
+    for i in range(total):
+        if f"CRASH-{i:05d}" in done:
+            continue
+        sha = store.put_image(_bench_image(rng, i)).sha256
+        store.append(_bench_record(i, sha, "crash-station", "CRASH"))
+        time.sleep(rng.uniform(0, 0.02))  # items arrive spaced, as on a line
+    stop.set()
+    th.join()
+    while sync_store.pending_count():
+        try:
+            client.sync_once()
+        except SyncError:
+            time.sleep(0.05)
+    print("done", flush=True)
+
+
+def run_crash_bench(trials: int, per_trial: int, seed: int) -> dict:
+    """The crash test: returns {"trials", "inspections", "lost", "duplicated", "verify_ok", ...}."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from station.records import StationStore
+    from station.server.api import create_app, create_token, init_db, make_engine
+    from station.server.models import Record
+    from station.server.runner import ServerThread
+
+    rng = random.Random(seed)
+    total = trials * per_trial
+    kills = mid_run = 0
+    with tempfile.TemporaryDirectory(prefix="bench-crash-") as tmp:
+        tmpd = Path(tmp)
+        db = tmpd / "station" / "station.db"
+        engine = make_engine(f"sqlite:///{tmpd / 'platform.db'}")
+        init_db(engine)
+        tok = create_token(engine, "station", "crash-station")
+        with ServerThread(create_app(engine=engine)) as srv:
+            cmd = [sys.executable, "-m", "station.cli", "crash-worker", "--db", str(db), "--url", srv.url,
+                   "--token", tok, "--total", str(total)]
+            for _ in range(trials):
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                line = proc.stdout.readline()  # "ready": the store is open and the syncer runs
+                if line.strip() == "ready":
+                    time.sleep(rng.uniform(0.0, 0.03 * per_trial))
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    kills += 1
+                proc.wait()
+                proc.stdout.close()
+                with StationStore(db) as probe:
+                    n_done = probe.db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
+                    mid_run += int(n_done < total or probe.pending_count() > 0)
+            # Final restart, not killed: finishes what is left and syncs everything.
+            final = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        with StationStore(db) as store:
+            counts = dict(store.db.execute(
+                "SELECT order_id, COUNT(*) FROM inspections WHERE order_id LIKE 'CRASH-%' GROUP BY order_id"))
+            report = store.verify()
+            pending = store.pending_count()
+        with Session(engine) as s:
+            server_counts = dict(s.execute(select(Record.order_id, func.count()).where(
+                Record.station_id == "crash-station").group_by(Record.order_id)).all())
+        engine.dispose()
+    expected = {f"CRASH-{i:05d}" for i in range(total)}
+    lost = len(expected - set(counts)) + len(expected - set(server_counts))
+    duplicated = sum(c - 1 for c in counts.values()) + sum(c - 1 for c in server_counts.values())
+    return {"trials": trials, "kills": kills, "kills_before_all_synced": mid_run, "inspections": total, "on_station": len(counts),
+            "on_server": len(server_counts), "lost": lost, "duplicated": duplicated, "pending": pending,
+            "verify_ok": report.ok, "worker_rc": final.returncode,
+            "problems": list(report.problems)[:5]}

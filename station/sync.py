@@ -1,0 +1,352 @@
+"""Sync client: pushes the store's outbox to the platform in batches and pulls RMAs and catalogue deltas.
+
+- Never blocks inspection: it runs on its own SQLite connection (WAL: readers never wait for the writer) and,
+  in the station, on its own thread (:class:`BackgroundSync`).
+- Resumes after any failure: a record leaves the outbox only after the platform acknowledged it, and the
+  platform is idempotent by record id (images by content hash), so a crash or a lost reply at any point
+  means the batch is sent again and counted once.
+- Exponential backoff with jitter between failed attempts; state (pending, last success, last error) is kept
+  in the store so the CLI and the UI can show it.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import httpx
+import numpy as np
+
+from station.records import StationStore, StoreError, utc_now
+
+API = "/api/v1"
+
+
+class SyncError(RuntimeError):
+    """A sync attempt failed; ``transient`` says whether retrying later can help."""
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    url: str
+    token: str
+    batch_size: int = 200
+    timeout_s: float = 15.0
+    upload_images: bool = True
+    thumbnail_px: int = 160
+    image_batch_bytes: int = 8 * 1024 * 1024
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    idle_s: float = 5.0
+    pull: bool = True
+    blur_faces: bool = False
+    blur_labels: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    pending: int
+    pushed_total: int
+    last_success: str | None
+    last_attempt: str | None
+    last_error: str | None
+    consecutive_failures: int
+
+    def to_json(self) -> dict:
+        return {"pending": self.pending, "pushed_total": self.pushed_total, "last_success": self.last_success,
+                "last_attempt": self.last_attempt, "last_error": self.last_error,
+                "consecutive_failures": self.consecutive_failures}
+
+
+def read_status(store: StationStore) -> SyncStatus:
+    return SyncStatus(
+        pending=store.pending_count(),
+        pushed_total=int(store.get_state("pushed_total", "0") or 0),
+        last_success=store.get_state("last_success"),
+        last_attempt=store.get_state("last_attempt"),
+        last_error=store.get_state("last_error"),
+        consecutive_failures=int(store.get_state("consecutive_failures", "0") or 0),
+    )
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with equal jitter: half the step fixed, half random (spreads stations out)."""
+    step = min(cap, base * (2 ** max(0, failures - 1)))
+    return step / 2 + rng.uniform(0, step / 2)
+
+
+# ------------------------------------------------------------------------------------------- privacy
+
+
+def _blur_regions(image: np.ndarray, boxes) -> np.ndarray:
+    out = image.copy()
+    for x, y, w, h in boxes:
+        roi = out[y:y + h, x:x + w]
+        if roi.size:
+            k = max(3, (min(w, h) // 3) | 1)
+            out[y:y + h, x:x + w] = cv2.GaussianBlur(roi, (k, k), 0)
+    return out
+
+
+def redact(image: np.ndarray, faces: bool, labels: bool) -> np.ndarray:
+    """Blur faces (Haar cascade) and printed text blocks such as address labels before an image leaves."""
+    if not (faces or labels):
+        return image
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    boxes = []
+    if faces:
+        cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+        if not cascade.empty():
+            boxes += [tuple(int(v) for v in b) for b in cascade.detectMultiScale(grey, 1.1, 5, minSize=(24, 24))]
+    if labels:
+        # Dense fine text: strong morphological gradient, closed horizontally into line blocks.
+        grad = cv2.morphologyEx(grey, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        _, bw = cv2.threshold(grad, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        closed = cv2.morphologyEx(bw, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 3)))
+        contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for c in contours:
+            x, y, w, h = cv2.boundingRect(c)
+            fill = cv2.countNonZero(bw[y:y + h, x:x + w]) / float(max(1, w * h))
+            if w > 2.5 * h and h >= 6 and w >= 40 and 0.25 < fill < 0.85:
+                boxes.append((x, y, w, h))
+    return _blur_regions(image, boxes)
+
+
+# ------------------------------------------------------------------------------------------- client
+
+
+class SyncClient:
+    """Pushes one store's outbox. Give it its own opened :class:`StationStore` (its own connection)."""
+
+    def __init__(self, store: StationStore, settings: SyncSettings, client: httpx.Client | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self._client = client
+        self.rng = rng or random.Random()
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.settings.url.rstrip("/"), timeout=self.settings.timeout_s,
+                                        headers={"Authorization": f"Bearer {self.settings.token}"})
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -------------------------------------------------------------- http
+    def _call(self, method: str, path: str, **kw) -> dict:
+        try:
+            resp = self.client.request(method, API + path, **kw)
+        except httpx.HTTPError as exc:
+            raise SyncError(f"platform {self.settings.url} unreachable: {type(exc).__name__}: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail")
+            except ValueError:
+                detail = resp.text[:200]
+            transient = resp.status_code >= 500 or resp.status_code in (408, 429)
+            hint = " (check sync.token)" if resp.status_code in (401, 403) else ""
+            raise SyncError(f"platform answered {resp.status_code} to {method} {path}: {detail}{hint}", transient)
+        return resp.json()
+
+    # -------------------------------------------------------------- images
+    def _load(self, path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def _prepare(self, data: bytes) -> np.ndarray | None:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            return None
+        return redact(image, self.settings.blur_faces, self.settings.blur_labels)
+
+    def thumbnail(self, data: bytes) -> bytes | None:
+        image = self._prepare(data)
+        if image is None:
+            return None
+        h, w = image.shape[:2]
+        scale = self.settings.thumbnail_px / max(h, w)
+        if scale < 1:
+            image = cv2.resize(image, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+        return buf.tobytes() if ok else None
+
+    def _upload_images(self, shas: list[str]) -> int:
+        """Full images not yet on the platform. With blurring on, full images stay on the station (only blurred
+        thumbnails leave): the platform verifies every full image against its content hash."""
+        if not self.settings.upload_images or self.settings.blur_faces or self.settings.blur_labels:
+            return 0
+        todo = self.store.images_to_upload(shas)
+        sent = 0
+        chunk, size = [], 0
+        for sha, path in todo:
+            data = self._load(path)
+            if data is None:
+                continue
+            chunk.append((sha, data))
+            size += len(data)
+            if size >= self.settings.image_batch_bytes:
+                sent += self._send_images(chunk)
+                chunk, size = [], 0
+        if chunk:
+            sent += self._send_images(chunk)
+        return sent
+
+    def _send_images(self, chunk: list[tuple[str, bytes]]) -> int:
+        self._call("POST", "/images/batch", json={"images": [
+            {"sha256": sha, "data_b64": base64.b64encode(data).decode()} for sha, data in chunk]})
+        self.store.mark_images_uploaded([sha for sha, _ in chunk])
+        return len(chunk)
+
+    # -------------------------------------------------------------- push / pull
+    def push_batch(self) -> dict:
+        """Send the oldest pending batch; returns counts (all zero when nothing is pending)."""
+        records = self.store.outbox_batch(self.settings.batch_size)
+        if not records:
+            return {"pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0}
+        shas = [im["sha256"] for r in records for im in r["images"]]
+        images = self._upload_images(shas)
+        thumbs = {}
+        for sha in dict.fromkeys(shas):
+            try:
+                data = self._load(self.store.image_path(sha))
+            except StoreError:
+                data = None
+            thumb = self.thumbnail(data) if data is not None else None
+            if thumb is not None:
+                thumbs[sha] = base64.b64encode(thumb).decode()
+        body: dict = {"records": records, "thumbnails": thumbs}
+        head = self.store.latest_head()
+        if head is not None:
+            body["head"] = head.to_json()
+            body["public_key_pem"] = self.store.public_key_pem().decode()
+        res = self._call("POST", "/records/batch", json=body)
+        self.store.mark_sent([r["record_id"] for r in records])
+        return {"pushed": len(records), "created": res.get("created", 0), "existing": res.get("existing", 0),
+                "conflicts": res.get("conflicts", 0), "images": images}
+
+    def pull(self) -> dict:
+        """RMAs and catalogue entries changed on the platform since the last pull."""
+        got = {}
+        for table, path, key in (("rmas", "/rmas", "order_id"), ("catalogue_updates", "/catalogue", "sku")):
+            n = 0
+            while True:
+                since = self.store.pulled_max_seq(table)
+                res = self._call("GET", path, params={"since": since, "limit": 1000})
+                items = res.get("items", [])
+                if not items:
+                    break
+                n += self.store.save_pulled(table, key, items)
+            got[table] = n
+        return got
+
+    def sync_once(self, max_batches: int | None = None) -> dict:
+        """Push until the outbox is empty (or ``max_batches``), then pull. Raises SyncError on failure, with
+        the failure recorded in the sync state."""
+        totals = {"pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0}
+        self.store.set_state({"last_attempt": utc_now()})
+        try:
+            batches = 0
+            while max_batches is None or batches < max_batches:
+                res = self.push_batch()
+                if not res["pushed"]:
+                    break
+                for k in totals:
+                    totals[k] += res[k]
+                batches += 1
+                self.store.set_state({"pushed_total": str(int(self.store.get_state("pushed_total", "0")) +
+                                                           res["pushed"])})
+            pulled = self.pull() if self.settings.pull else {}
+        except (SyncError, StoreError) as exc:
+            failures = int(self.store.get_state("consecutive_failures", "0") or 0) + 1
+            self.store.set_state({"last_error": str(exc), "consecutive_failures": str(failures)})
+            if isinstance(exc, StoreError):
+                raise SyncError(str(exc), transient=False) from None
+            raise
+        self.store.set_state({"last_success": utc_now(), "last_error": None, "consecutive_failures": "0"})
+        return {**totals, "pulled": pulled}
+
+    def run_forever(self, stop: threading.Event, on_status: Callable[[SyncStatus], None] | None = None) -> None:
+        """Loop until ``stop`` is set: sync, then wait ``idle_s`` (or the backoff after a failure)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.sync_once()
+                failures = 0
+                wait = self.settings.idle_s
+            except SyncError:
+                failures += 1
+                wait = backoff_delay(failures, self.settings.backoff_base_s, self.settings.backoff_max_s, self.rng)
+            if on_status is not None:
+                try:
+                    on_status(read_status(self.store))
+                except StoreError:
+                    pass
+            stop.wait(wait)
+
+
+class BackgroundSync:
+    """Sync on a daemon thread with its own store connection, for the station app and the UI."""
+
+    def __init__(self, db_path: Path, settings: SyncSettings, image_dir: Path | None = None,
+                 key_path: Path | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.image_dir = image_dir
+        self.key_path = key_path
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_status: SyncStatus | None = None
+
+    def _run(self) -> None:
+        store = StationStore(self.db_path, self.image_dir, self.key_path).open()
+        client = SyncClient(store, self.settings)
+        try:
+            client.run_forever(self._stop, on_status=lambda s: setattr(self, "last_status", s))
+        finally:
+            client.close()
+            store.close()
+
+    def start(self) -> "BackgroundSync":
+        self._thread = threading.Thread(target=self._run, name="station-sync", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def wait_until_synced(client: SyncClient, deadline_s: float, rng: random.Random | None = None) -> bool:
+    """Retry ``sync_once`` with backoff until the outbox is empty or the deadline passes (bench, tests)."""
+    rng = rng or random.Random(0)
+    end = time.monotonic() + deadline_s
+    failures = 0
+    while time.monotonic() < end:
+        try:
+            client.sync_once()
+            if client.store.pending_count() == 0:
+                return True
+        except SyncError as exc:
+            if not exc.transient:
+                raise
+            failures += 1
+            time.sleep(min(backoff_delay(failures, 0.05, 1.0, rng), max(0.0, end - time.monotonic())))
+    return client.store.pending_count() == 0
