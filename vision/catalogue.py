@@ -188,13 +188,19 @@ def product_lab(image: np.ndarray, mask: np.ndarray, max_pixels: int = 4000) -> 
 
 def build_sample_catalogue(root: Path) -> Catalogue:
     """Render the sample catalogue's reference images and CSV into ``root`` (deterministic; idempotent)."""
+    return build_catalogue(root, SAMPLE_SKUS)
+
+
+def build_catalogue(root: Path, skus: tuple[SampleSku, ...] | list[SampleSku]) -> Catalogue:
+    """Render reference images (one per SAMPLE_VIEWS view) and the CSV for any list of generated SKUs
+    into ``root`` (deterministic; idempotent: an existing catalogue.csv is loaded, not rebuilt)."""
     root = Path(root)
     csv_path = root / "catalogue.csv"
     if csv_path.exists():
         return Catalogue.load(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for s in SAMPLE_SKUS:
+    for s in skus:
         lab = None
         dims = None
         for v, view in enumerate(SAMPLE_VIEWS):

@@ -162,3 +162,338 @@ class BasicComparer:
                                     value=round(delta_e, 3), detail=f"ΔE00 {delta_e:.2f} vs catalogue"))
         return Comparison(tuple(findings), identity, delta_e, measured,
                           {"views_compared": len(views), "best_match_sku": best_sku})
+
+
+# ------------------------------------------------------------------------------ catalogue comparer v2
+
+
+@dataclass(frozen=True, slots=True)
+class SkuEvidence:
+    """How well a set of returned views agrees with one catalogue SKU (its best view x reference pair)."""
+
+    inliers: int  # RANSAC-verified ORB matches
+    global_similarity: float  # colour distribution and layout (first version's cue)
+    structure: float  # ZNCC of shading-free structure after alignment, in [-1, 1]
+    delta_e00: float  # median ΔE00 of the aligned product pixels (exposure matched)
+    overlap: float  # IoU of the aligned outlines
+    best_view: int
+    best_reference: int
+    homography: np.ndarray | None  # query view -> reference image
+
+    def similarity(self) -> float:
+        """One number in [0, 1]: aligned structure, aligned colour, outline and verified matches agree."""
+        structure = max(0.0, self.structure)
+        colour = float(np.exp(-max(0.0, self.delta_e00 - 3.0) / 5.0))
+        local = self.inliers / (self.inliers + 20.0)
+        return float((0.75 * structure + 0.15 * self.overlap + 0.1 * local) * colour)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryView:
+    image: np.ndarray  # white-balanced BGR
+    mask: np.ndarray
+    features: "ViewFeatures"
+    view: str
+
+
+_MATCHER = None
+
+
+def _matcher() -> cv2.DescriptorMatcher:
+    global _MATCHER
+    if _MATCHER is None:
+        _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
+    return _MATCHER
+
+
+def verified_matches(query: "ViewFeatures", ref: "ViewFeatures", ratio: float = 0.8,
+                     reproj_px: float = 6.0) -> tuple[int, np.ndarray | None]:
+    """ORB matches (Lowe ratio test) kept by a RANSAC homography; returns (inliers, H query->ref)."""
+    if len(query.descriptors) < 8 or len(ref.descriptors) < 8:
+        return 0, None
+    pairs = _matcher().knnMatch(query.descriptors, ref.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+    if len(good) < 8:
+        return 0, None
+    src = query.points[[m.queryIdx for m in good]]
+    dst = ref.points[[m.trainIdx for m in good]]
+    H, inl = cv2.findHomography(src, dst, cv2.RANSAC, reproj_px, maxIters=200, confidence=0.99)
+    if H is None or inl is None:
+        return 0, None
+    det = float(np.linalg.det(H[:2, :2]))
+    if not (0.15 < det < 8.0) or np.abs(H[2, :2]).max() > 0.004:
+        return 0, None  # a fold-over, a huge zoom or a wild perspective: not a real view of the item
+    return int(inl.sum()), H
+
+
+class CatalogueComparer:
+    """Open-set identity from verified local features fused with global cues, reference difference,
+    colour (ΔE00, optionally after a chart colour correction) and size (with a scale calibration).
+
+    Reference features are cached on disk beside the catalogue (``vision.features.FeatureCache``) and in
+    memory. Identity compares the returned views with a shortlist of the catalogue (global cues pick
+    ``shortlist`` candidates, the claimed SKU always among them), so the cost grows slowly with the
+    catalogue. The claimed SKU must match well in absolute terms and no other SKU may match clearly better.
+    """
+
+    def __init__(self, catalogue: Catalogue, identity_threshold: float = 0.9, bench_grey: float = 200.0,
+                 shortlist: int = 3, mm_per_px: float | None = None, size_tolerance: float = 0.05,
+                 colour_correction=None, difference: bool = True, min_inliers: float = 25.0) -> None:
+        self.catalogue = catalogue
+        self.identity_threshold = identity_threshold
+        self.bench_grey = bench_grey
+        self.shortlist = shortlist
+        self.mm_per_px = mm_per_px
+        self.size_tolerance = size_tolerance
+        self.colour_correction = colour_correction  # callable BGR uint8 -> BGR uint8, or None
+        self.difference = difference
+        self.min_inliers = min_inliers
+        self.align_size = 96
+        self._refs: dict[str, list] = {}
+        self._ref_images: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._cache = None
+
+    # -- references
+    def _features_of_file(self, path):
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            return None
+        mask, _, wb = segment_item(img)
+        if not mask.any():
+            return None
+        return view_features(img, mask)
+
+    def references(self, sku: str) -> list:
+        refs = self._refs.get(sku)
+        if refs is None:
+            from vision.features import FeatureCache
+
+            if self._cache is None:
+                self._cache = FeatureCache(self.catalogue.root)
+            item = self.catalogue.get(sku)
+            refs = []
+            for i in range(len(item.reference_images)):
+                refs.append(self._cache.get(self.catalogue.image_path(item, i), self._features_of_file))
+            self._refs[sku] = refs
+        return refs
+
+    def reference_image(self, sku: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (sku, index)
+        if key not in self._ref_images:
+            img = cv2.imread(str(self.catalogue.image_path(self.catalogue.get(sku), index)), cv2.IMREAD_COLOR)
+            mask, _, _ = segment_item(img)
+            self._ref_images[key] = (img, mask)
+        return self._ref_images[key]
+
+    def warm(self) -> None:
+        """Load (computing and caching where needed) every SKU's reference features."""
+        for sku in self.catalogue.items:
+            self.references(sku)
+
+    # -- query
+    def prepare(self, image: np.ndarray, view: str = "") -> QueryView | None:
+        mask, bench, balanced = segment_item(image, self.bench_grey)
+        if cv2.countNonZero(mask) < 400:
+            return None  # nothing on the bench in this view
+        if self.colour_correction is not None:
+            balanced = self.colour_correction(balanced)
+        return QueryView(balanced, mask, view_features(balanced, mask), view)
+
+    def _reference_lab(self, sku: str) -> np.ndarray | None:
+        item = self.catalogue.items[sku]
+        if item.reference_lab is not None:
+            return np.array(item.reference_lab.as_tuple())
+        refs = [r for r in self.references(sku) if r is not None]
+        return refs[0].lab if refs else None
+
+    def canonical(self, sku: str, index: int):
+        from vision.align import canonical_reference
+
+        key = (sku, index, "canon")
+        if key not in self._ref_images:
+            img, mask = self.reference_image(sku, index)
+            self._ref_images[key] = canonical_reference(img, mask, self.align_size)
+        return self._ref_images[key]
+
+    def evidence(self, views: Sequence[QueryView], sku: str, measured_lab: np.ndarray | None = None) -> SkuEvidence:
+        from vision.align import align
+
+        best: SkuEvidence | None = None
+        for vi, q in enumerate(views):
+            refs = [(ri, r) for ri, r in enumerate(self.references(sku)) if r is not None]
+            if not refs:
+                continue
+            sims = [(_pair_similarity(q.features, r), ri, r) for ri, r in refs]
+            glob, ri, r = max(sims, key=lambda t: t[0])
+            n, H = verified_matches(q.features, r)
+            init = H if n >= 12 else None
+            ref_img, ref_mask = self.reference_image(sku, ri)
+            al = align(q.image, q.mask, self.canonical(sku, ri), ref_mask, init, self.align_size)
+            ev = SkuEvidence(n, glob, al.structure, al.delta_e00, al.overlap, vi, ri, al.query_to_ref)
+            if best is None or ev.similarity() > best.similarity():
+                best = ev
+        return best or SkuEvidence(0, 0.0, 0.0, 100.0, 0.0, -1, -1, None)
+
+    def candidates(self, views: Sequence[QueryView], claimed: str) -> list[str]:
+        """Claimed SKU plus the ``shortlist`` SKUs the global cues rank highest."""
+        ranked = sorted(self.catalogue.items, key=lambda s: -max(
+            (_pair_similarity(q.features, r) for q in views for r in self.references(s) if r is not None),
+            default=0.0))
+        out = [claimed] + [s for s in ranked if s != claimed][: self.shortlist]
+        return out
+
+    def identity(self, views: Sequence[QueryView], claimed: str) -> tuple[float, dict[str, SkuEvidence]]:
+        ev = {s: self.evidence(views, s) for s in self.candidates(views, claimed)}
+        return identity_score(ev, claimed), ev
+
+    def compare(self, item: CatalogueItem, frames: Sequence[Frame]) -> Comparison:
+        views = [v for v in (self.prepare(f.image, f.view) for f in frames) if v is not None]
+        findings: list[Finding] = []
+        identity, best_sku, delta_e, measured = 0.0, None, None, None
+        details: dict = {"views_compared": len(views)}
+        if views:
+            identity, ev = self.identity(views, item.sku)
+            best_sku = max(ev, key=lambda s: ev[s].similarity())
+            details["best_match_sku"] = best_sku
+            if identity < self.identity_threshold:
+                looks = f"; looks most like {best_sku}" if best_sku != item.sku else ""
+                findings.append(Finding("wrong_item", round(1.0 - identity, 4), FindingSource.CATALOGUE,
+                                        value=round(identity, 4),
+                                        detail=f"identity score {identity:.2f} below {self.identity_threshold}{looks}"))
+            measured_arr = np.median(np.stack([q.features.lab for q in views]), axis=0)
+            if item.reference_lab is not None:
+                measured = tuple(float(v) for v in measured_arr)
+                delta_e = float(delta_e_ciede2000(measured_arr, np.array(item.reference_lab.as_tuple())))
+                findings.append(Finding("colour_mismatch", min(1.0, 0.5 + delta_e / 20), FindingSource.CATALOGUE,
+                                        value=round(delta_e, 3), detail=f"ΔE00 {delta_e:.2f} vs catalogue"))
+            if self.difference and identity >= self.identity_threshold:
+                diffs = []
+                for q in views:
+                    res = self.difference_for(q, item.sku, ev.get(item.sku))
+                    if res is None:
+                        continue
+                    for region in res.regions:
+                        diffs.append({"view": q.view, **region.to_json()})
+                        if region.kind == "missing_part":
+                            findings.append(Finding("missing_part", region.score, FindingSource.CATALOGUE, q.view,
+                                                    region.box_xyxy, value=round(region.area_share, 4),
+                                                    detail=f"{region.area_share:.0%} of the reference outline absent"))
+                details["differences"] = diffs
+            size = self.size_of(views[0].mask) if self.mm_per_px else None
+            if size is not None:
+                details["size_mm"] = size
+                dims = item.dimensions_mm
+                if dims is not None:
+                    err = size_error(size, dims.width, dims.height)
+                    details["size_mm"]["relative_error"] = round(err, 4)
+                    if err > self.size_tolerance:
+                        findings.append(Finding("size_mismatch", min(1.0, 0.5 + err), FindingSource.CATALOGUE,
+                                                value=round(err, 4),
+                                                detail=f"measured {size['width']:.0f}x{size['height']:.0f} mm vs "
+                                                       f"catalogue {dims.width:.0f}x{dims.height:.0f} mm"))
+        return Comparison(tuple(findings), identity, delta_e, measured, details)
+
+    def difference_for(self, q: QueryView, sku: str, ev: SkuEvidence | None = None):
+        """Align this view to its most similar reference view of ``sku`` and find what differs."""
+        from vision.align import align
+        from vision.difference import reference_difference
+
+        refs = [(ri, r) for ri, r in enumerate(self.references(sku)) if r is not None]
+        if not refs:
+            return None
+        ri, r = max(refs, key=lambda t: _pair_similarity(q.features, t[1]))
+        n, H = verified_matches(q.features, r)
+        ref_img, ref_mask = self.reference_image(sku, ri)
+        al = align(q.image, q.mask, self.canonical(sku, ri), ref_mask, H if n >= 12 else None, self.align_size)
+        if al.overlap < 0.5:
+            return None  # not aligned: a difference map would be noise
+        return reference_difference(q.image, q.mask, ref_img, ref_mask, al.query_to_ref)
+
+    def size_of(self, mask: np.ndarray) -> dict | None:
+        if not self.mm_per_px:
+            return None
+        return outline_size_mm(mask, self.mm_per_px)
+
+
+def outline_size_mm(mask: np.ndarray, mm_per_px: float) -> dict:
+    """Width and height of the item's outline (minimum-area rectangle), in mm, width <= height swapped to
+    the longer side as height."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    c = max(contours, key=cv2.contourArea)
+    (_, _), (w, h), angle = cv2.minAreaRect(c)
+    x, y, bw, bh = cv2.boundingRect(c)
+    return {"width": round(float(min(w, h)) * mm_per_px, 2), "height": round(float(max(w, h)) * mm_per_px, 2),
+            "box_width": round(bw * mm_per_px, 2), "box_height": round(bh * mm_per_px, 2),
+            "mm_per_px": mm_per_px}
+
+
+def size_error(size: dict, width: float, height: float) -> float:
+    """Largest relative error of the outline's sides against the catalogue's (orientation-free)."""
+    meas = sorted([size["width"], size["height"]])
+    ref = sorted([width, height])
+    return float(max(abs(m - r) / r for m, r in zip(meas, ref)))
+
+
+def segment_item(image: np.ndarray, bench_grey: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(product outline with holes filled, bench BGR, image white-balanced on the bench).
+
+    The bench is the border's median colour. Pixels that differ from the bench are product, except
+    neutral ones a little darker than the bench: that is the item's cast shadow. A very even border (a
+    clean catalogue shot) gets a low threshold, so pale labels on a white background stay on the product.
+    """
+    b = 8
+    edge = np.concatenate([image[:b].reshape(-1, 3), image[-b:].reshape(-1, 3),
+                           image[:, :b].reshape(-1, 3), image[:, -b:].reshape(-1, 3)])
+    bench = np.median(edge, axis=0)
+    even = float(edge.astype(np.float32).std(axis=0).max()) < 1.5
+    level = float(bench.mean()) if even else bench_grey
+    gains = level / np.maximum(bench.astype(np.float64), 1.0)
+    wb = cv2.merge([cv2.convertScaleAbs(ch, alpha=float(g)) for ch, g in zip(cv2.split(image), gains)])
+    diff = cv2.absdiff(wb, np.full_like(wb, int(round(level))))
+    dist = cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2])
+    mask = (dist > (5 if even else 16)).astype(np.uint8) * 255
+    if not even:
+        hsv = cv2.cvtColor(wb, cv2.COLOR_BGR2HSV)
+        shadow = (hsv[..., 1] < 16) & (hsv[..., 2] > 0.5 * level) & (hsv[..., 2] < 0.97 * level)
+        mask[shadow] = 0
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    if contours:
+        if even:
+            # A clean shot: print as pale as the background may split the product into bands; keep
+            # every sizeable part and bridge the bands.
+            parts = [c for c in contours if cv2.contourArea(c) > 0.002 * mask.size]
+            cv2.drawContours(filled, parts or [max(contours, key=cv2.contourArea)], -1, 255, -1)
+            filled = cv2.morphologyEx(filled, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))
+            contours, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            filled[:] = 0
+        cv2.drawContours(filled, [max(contours, key=cv2.contourArea)], -1, 255, -1)
+    return filled, bench, wb
+
+
+def view_features(image: np.ndarray, mask: np.ndarray):
+    from vision.features import ViewFeatures, local_features
+
+    pts, desc = local_features(image, mask)
+    return ViewFeatures(pts, desc, _hs_histogram(image, mask), _thumbnail(image, mask),
+                        product_lab(image, mask), cv2.boundingRect(mask), (image.shape[1], image.shape[0]))
+
+
+def _pair_similarity(q, r) -> float:
+    layout = float(np.exp(-np.linalg.norm(q.thumbnail - r.thumbnail, axis=2).mean() / 12.0))
+    return float(np.sqrt(cv2.compareHist(q.histogram, r.histogram, cv2.HISTCMP_INTERSECT) * layout))
+
+
+IDENTITY_FLOOR = 0.45  # the claimed SKU's similarity must reach this in absolute terms
+IDENTITY_OFFSET = 0.0  # calibrated on the generated look-alike set (`station bench vision`)
+
+
+def identity_score(ev: dict[str, SkuEvidence], claimed: str, floor: float = IDENTITY_FLOOR) -> float:
+    """0.9 + the smaller of (claimed similarity - floor) and (claimed - best other candidate), clipped to
+    [0, 1]: at the default threshold 0.9 the claimed SKU must be the best candidate and match well."""
+    sc = ev[claimed].similarity()
+    best_other = max((e.similarity() for s, e in ev.items() if s != claimed), default=0.0)
+    raw = min(sc - floor, sc - best_other) - IDENTITY_OFFSET
+    return float(np.clip(0.9 + raw, 0.0, 1.0))

@@ -1,0 +1,42 @@
+"""Calibration profiles on disk: ``<data_dir>/calibration/<kind>_<camera_id>.json`` with the date and
+camera id, and the stale-profile check the station runs at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+
+def profile_path(data_dir: Path, kind: str, camera_id: str) -> Path:
+    return Path(data_dir) / "calibration" / f"{kind}_{camera_id}.json"
+
+
+def save_profile(data_dir: Path, kind: str, camera_id: str, data: dict, now: float | None = None) -> Path:
+    path = profile_path(data_dir, kind, camera_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"kind": kind, "camera_id": camera_id, "created_at": time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now)),
+        "created_unix": time.time() if now is None else now, "data": data}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_profile(data_dir: Path, kind: str, camera_id: str) -> dict | None:
+    path = profile_path(data_dir, kind, camera_id)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def stale_warning(profile: dict | None, max_age_days: float, now: float | None = None) -> str | None:
+    if profile is None:
+        return "no calibration profile: run `station calibrate ...`"
+    age = ((time.time() if now is None else now) - float(profile["created_unix"])) / 86400
+    if age > max_age_days:
+        return (f"{profile['kind']} profile for camera {profile['camera_id']} is {age:.0f} days old "
+                f"(limit {max_age_days:g}): recalibrate")
+    return None

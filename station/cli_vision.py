@@ -1,0 +1,173 @@
+"""`station compare`, `station calibrate colour|intrinsics|scale` and `station bench vision`.
+
+Contracts (issue 5): JSON on stdout; exit 0 when it compared / calibrated, 2 with one clear message on
+bad input (missing or unreadable image, unknown SKU, no chart found).
+No `from __future__ import annotations` here: typer must see the option types of the nested commands.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def _read_image(path: Path, fail):
+    import cv2
+
+    if not path.is_file():
+        fail(f"image {path} not found")
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        fail(f"{path} is not a readable image (corrupt or not PNG/JPEG)")
+    return img
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    from station.cli import ConfigOpt, DataDirOpt, _config, fail
+
+    calibrate_app = typer.Typer(no_args_is_help=True, help="Camera calibrations: colour, intrinsics, scale.")
+    app.add_typer(calibrate_app, name="calibrate")
+
+    @app.command()
+    def compare(
+        image: Annotated[Path, typer.Argument(help="returned item's view (PNG/JPEG)")],
+        sku: Annotated[str, typer.Option("--sku", help="the SKU the return claims to be")],
+        heatmap: Annotated[Optional[Path], typer.Option("--heatmap", help="write the difference map here "
+                                                                           "(8-bit grey PNG, the image's size)")] = None,
+        mm_per_px: Annotated[Optional[float], typer.Option("--mm-per-px", min=0.0,
+                                                           help="scale for size_mm (default: none, size_mm null)")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Compare one view with the catalogue: identity, differences, colour, size."""
+        import cv2
+        import numpy as np
+
+        from station.app import load_catalogue
+        from vision.catalogue import CatalogueError, UnknownSkuError
+        from vision.compare import CatalogueComparer, outline_size_mm, size_error
+
+        t0 = time.perf_counter()
+        img = _read_image(image, fail)
+        cfg = _config(config, data_dir)
+        try:
+            cat = load_catalogue(cfg)
+            item = cat.get(sku)
+        except (CatalogueError, UnknownSkuError) as exc:
+            fail(str(exc))
+        cmp = CatalogueComparer(cat, cfg.comparer.identity_threshold, cfg.comparer.bench_grey, mm_per_px=mm_per_px)
+        timings = {"load": (time.perf_counter() - t0) * 1000}
+        t = time.perf_counter()
+        q = cmp.prepare(img, "cli")
+        timings["prepare"] = (time.perf_counter() - t) * 1000
+        heat = np.zeros(img.shape[:2], np.float32)
+        result = {"identity": {"score": 0.0, "match": False}, "differences": [],
+                  "colour": {"delta_e00": None, "lab": None, "reference_lab": None}, "size_mm": None}
+        if q is not None:
+            t = time.perf_counter()
+            score, ev = cmp.identity([q], sku)
+            best = max(ev, key=lambda s: ev[s].similarity())
+            result["identity"] = {"score": round(score, 4), "match": score >= cmp.identity_threshold,
+                                  "best_match_sku": best, "threshold": cmp.identity_threshold}
+            timings["identity"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            diff = cmp.difference_for(q, sku)
+            if diff is not None:
+                heat = diff.heatmap
+                result["differences"] = [r.to_json() for r in diff.regions]
+            timings["difference"] = (time.perf_counter() - t) * 1000
+            lab = q.features.lab
+            result["colour"]["lab"] = [round(float(v), 2) for v in lab]
+            if item.reference_lab is not None:
+                from calibration.colour import delta_e_ciede2000
+
+                ref = np.array(item.reference_lab.as_tuple())
+                result["colour"]["delta_e00"] = round(float(delta_e_ciede2000(lab, ref)), 3)
+                result["colour"]["reference_lab"] = [round(float(v), 2) for v in ref]
+            if mm_per_px:
+                size = outline_size_mm(q.mask, mm_per_px)
+                if item.dimensions_mm is not None:
+                    size["relative_error"] = round(size_error(size, item.dimensions_mm.width,
+                                                              item.dimensions_mm.height), 4)
+                result["size_mm"] = size
+        if heatmap is not None:
+            try:
+                heatmap.parent.mkdir(parents=True, exist_ok=True)
+                ok = cv2.imwrite(str(heatmap), np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            except OSError as exc:
+                fail(f"cannot write heat map {heatmap}: {exc}")
+            if not ok:
+                fail(f"cannot write heat map {heatmap}: use a .png path in a writable folder")
+        timings["total"] = (time.perf_counter() - t0) * 1000
+        result["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
+        if json_out:
+            typer.echo(json.dumps(result))
+        else:
+            i = result["identity"]
+            typer.echo(f"identity {i['score']:.3f} ({'match' if i['match'] else 'NO MATCH'}); "
+                       f"{len(result['differences'])} differences; ΔE00 {result['colour']['delta_e00']}")
+
+    @calibrate_app.command("colour")
+    def calibrate_colour(
+        image: Annotated[Path, typer.Argument(help="a frame showing a ColorChecker Classic (24 patches)")],
+        profile: Annotated[str, typer.Option(help="what the camera delivers: srgb or linear")] = "srgb",
+        model: Annotated[str, typer.Option(help="correction: matrix (3x3) or rootpoly (root-polynomial, 2nd degree)")] = "matrix",
+        camera_id: Annotated[str, typer.Option(help="stored with the profile")] = "cam0",
+        save: Annotated[bool, typer.Option(help="store the profile under <data_dir>/calibration")] = False,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Find the colour chart, fit the correction, report every patch before and after (Lab D50)."""
+        from calibration.chart import ChartError, calibrate_from_image
+
+        if profile not in ("srgb", "linear"):
+            fail(f"unknown profile {profile!r}: use srgb or linear")
+        if model not in ("matrix", "rootpoly"):
+            fail(f"unknown model {model!r}: use matrix or rootpoly")
+        img = _read_image(image, fail)
+        try:
+            result = calibrate_from_image(img, profile, model)
+        except ChartError as exc:
+            fail(str(exc))
+        out = result.to_json()
+        if save:
+            from calibration.profiles import save_profile
+
+            cfg = _config(config, data_dir)
+            out["saved_to"] = str(save_profile(cfg.station.data_dir, "colour", camera_id, out))
+        if json_out:
+            typer.echo(json.dumps(out))
+        else:
+            typer.echo(f"mean ΔE00 {out['mean_delta_e00_before']:.2f} -> {out['mean_delta_e00_after']:.2f} "
+                       f"({len(out['patches'])} patches)")
+            for w in out["warnings"]:
+                typer.echo(f"warning: {w}")
+
+    @bench_app.command("vision")
+    def bench_vision(
+        items: Annotated[int, typer.Option(min=1, help="generated items per SKU (3 views each)")] = 3,
+        out_of_catalogue: Annotated[int, typer.Option(min=0, help="items in no catalogue")] = 12,
+        defects: Annotated[int, typer.Option(min=1, help="views with painted missing parts / damage")] = 24,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Identity ROC on generated look-alike SKUs, pixel AUROC of the difference map, timings."""
+        import tempfile
+
+        from vision.evaluate import run_benchmark
+
+        with tempfile.TemporaryDirectory() as tmp:
+            report = run_benchmark(Path(tmp), items, out_of_catalogue, defects)
+        if json_out:
+            typer.echo(json.dumps(report))
+        else:
+            idn, dif = report["identity"], report["difference"]
+            typer.echo(f"identity: TPR {idn['tpr_at_fpr_0.02']:.3f} at FPR<=0.02 (AUROC {idn['auroc']:.4f}, "
+                       f"{idn['positives']} genuine, {idn['negatives']} swaps); at threshold "
+                       f"{idn['threshold']}: TPR {idn['at_threshold']['tpr']:.3f} FPR {idn['at_threshold']['fpr']:.3f}")
+            typer.echo(f"difference: pixel AUROC {dif['pixel_auroc']:.4f} (product region "
+                       f"{dif['pixel_auroc_product']:.4f}) on {dif['views']} views")
+            typer.echo(f"timings ms: {report['timings_ms']}")

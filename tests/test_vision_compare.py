@@ -1,0 +1,120 @@
+"""Catalogue comparer v2 on rendered images: look-alike swaps, reference difference, feature cache, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from station.cli import app
+from vision.compare import CatalogueComparer
+from vision.evaluate import (auroc, build_evaluation_catalogue, evaluation_skus, paint_missing_part, render_views,
+                             tpr_at_fpr)
+from vision.features import CACHE_DIR
+from vision.synth import render_item
+from vision.evaluate import eval_style
+
+
+@pytest.fixture(scope="module")
+def eval_cat(tmp_path_factory):
+    return build_evaluation_catalogue(tmp_path_factory.mktemp("evalcat"))
+
+
+def _looks():
+    return {s.sku: s.look for s in evaluation_skus()}
+
+
+@pytest.mark.parametrize("true,claimed,match", [
+    ("GAD-EARBUD-X2", "GAD-EARBUD-X2", True),
+    ("GAD-EARBUD-X2-LP", "GAD-EARBUD-X2", False),  # same box, other print
+    ("TOY-BEAR-S-LC", "TOY-BEAR-S", False),  # same bear, other colour
+    ("HH-KETTLE-1L", "GAD-EARBUD-X2", False),  # another catalogue item
+])
+def test_identity_tells_lookalikes_apart(eval_cat, true, claimed, match):
+    cmp = CatalogueComparer(eval_cat)
+    views = [cmp.prepare(img) for img in render_views(_looks()[true], 31, partial_share=0.0)]
+    score, ev = cmp.identity([v for v in views if v is not None], claimed)
+    assert (score >= cmp.identity_threshold) == match, (score, {k: e.similarity() for k, e in ev.items()})
+
+
+def test_reference_difference_localises_a_missing_part(eval_cat):
+    cmp = CatalogueComparer(eval_cat)
+    look = _looks()["HH-KETTLE-1L"]
+    rng = np.random.default_rng(3)
+    item = render_item(rng, look, (), eval_style(False), "front")
+    img, gone = paint_missing_part(rng, item.image, item.product_mask)
+    res = cmp.difference_for(cmp.prepare(img), "HH-KETTLE-1L")
+    assert res is not None and res.heatmap.shape == gone.shape
+    assert auroc(res.heatmap.ravel(), gone.ravel() > 0) > 0.9
+    ys, xs = np.nonzero(gone)
+    cx, cy = xs.mean(), ys.mean()
+    assert any(r.kind == "missing_part" and r.box_xyxy[0] - 10 <= cx <= r.box_xyxy[2] + 10
+               and r.box_xyxy[1] - 10 <= cy <= r.box_xyxy[3] + 10 for r in res.regions)
+
+
+def test_feature_cache_is_reused_and_invalidated_by_image_hash(tmp_path, sample_catalogue_dir):
+    import shutil
+
+    from vision.catalogue import Catalogue
+
+    root = tmp_path / "cat"
+    shutil.copytree(sample_catalogue_dir, root)
+    cat = Catalogue.load(root)
+    first = CatalogueComparer(cat)
+    first.references("TOY-BEAR-S")
+    assert first._cache.misses == 3 and len(list((root / CACHE_DIR).glob("*.npz"))) >= 3
+    second = CatalogueComparer(cat)
+    second.references("TOY-BEAR-S")
+    assert second._cache.hits == 3 and second._cache.misses == 0
+    # A changed reference image has another hash: recomputed, never the stale entry.
+    path = cat.image_path(cat.get("TOY-BEAR-S"), 0)
+    img = cv2.imread(str(path))
+    cv2.rectangle(img, (10, 10), (60, 60), (0, 0, 255), -1)
+    cv2.imwrite(str(path), img)
+    third = CatalogueComparer(cat)
+    third.references("TOY-BEAR-S")
+    assert third._cache.misses == 1 and third._cache.hits == 2
+
+
+def test_roc_helpers_match_definitions():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    labels = np.array([1, 1, 0, 1, 0, 0], bool)
+    assert auroc(scores, labels) == pytest.approx(8 / 9)
+    tpr, thr = tpr_at_fpr(scores, labels, 0.0)
+    assert tpr == pytest.approx(2 / 3) and thr == pytest.approx(0.8)
+
+
+def test_cli_compare_json_and_heatmap(data_dir, tmp_path):
+    from vision.camera import StagedItem, SyntheticCamera
+
+    cam = SyntheticCamera()
+    cam.stage(StagedItem("GAD-SPEAKER-M", {}, 9))
+    img_path = tmp_path / "view.png"
+    cv2.imwrite(str(img_path), cam.capture("front").image)
+    heat = tmp_path / "heat.png"
+    r = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--heatmap", str(heat),
+                                 "--data-dir", str(data_dir), str(img_path)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out) == {"identity", "differences", "colour", "size_mm", "timings_ms"}
+    assert out["identity"]["match"] is True and out["colour"]["delta_e00"] < 3
+    h = cv2.imread(str(heat), cv2.IMREAD_UNCHANGED)
+    assert h.dtype == np.uint8 and h.ndim == 2 and h.shape == (480, 640)
+    swap = CliRunner().invoke(app, ["compare", "--json", "--sku", "HH-KETTLE-1L", "--data-dir", str(data_dir),
+                                    str(img_path)])
+    assert swap.exit_code == 0 and json.loads(swap.stdout)["identity"]["match"] is False
+
+
+@pytest.mark.parametrize("make,args,needle", [
+    (lambda p: None, ["--sku", "GAD-SPEAKER-M"], "not found"),
+    (lambda p: p.write_bytes(b"not a png"), ["--sku", "GAD-SPEAKER-M"], "not a readable image"),
+    (lambda p: cv2.imwrite(str(p), np.full((50, 50, 3), 200, np.uint8)), ["--sku", "NOPE"], "unknown SKU"),
+])
+def test_cli_compare_bad_input_exits_2(data_dir, tmp_path, make, args, needle):
+    p = tmp_path / "x.png"
+    make(p)
+    r = CliRunner().invoke(app, ["compare", "--json", *args, "--data-dir", str(data_dir), str(p)])
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
