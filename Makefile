@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: demo test bench install train-deps train clean
+.PHONY: demo demo-gui test bench install train-deps train screenshots clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH, or run: make PY=/path/to/python3.11"; exit 1; }
@@ -19,18 +19,37 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/station demo
 
+# A real window: needs a display (or xvfb-run); the offscreen default above is for tests.
+demo-gui: install
+	@if [ -z "$$DISPLAY" ]; then echo "no DISPLAY: the window will not be visible (use a desktop session or xvfb-run)"; fi
+	env $${DISPLAY:+QT_QPA_PLATFORM=xcb} $(BIN)/station gui
+
 test: install
 	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/station bench pipeline --items 100
+	$(BIN)/station bench ui --items 24 --json
+	$(BIN)/station bench conveyor --minutes 10 --faults --json
+	$(BIN)/station bench sync --records 10000 --json
+	$(BIN)/station bench crash --trials 100 --json
+	@if $(BIN)/python -c "import ultralytics" 2>/dev/null; then \
+		$(BIN)/station bench detector --images 200; \
+	else echo "bench detector skipped: needs the training extra (make train-deps)"; fi
 
 train-deps: install
 	$(BIN)/python -m pip install -e '.[train]'
 
-# Reproduces the shipped model (models/weights/defects.onnx and its model card).
+# Reproduces the shipped model (models/weights/defects.onnx and its model card) in two stages:
+# from scratch, then fine-tuned on a fresh, larger generated set.
 train: train-deps
-	$(BIN)/station train models/configs/detector.toml --out models/weights/defects.onnx
+	$(BIN)/station train models/configs/detector.toml --out build/stage1/defects-stage1.onnx --workdir build/train
+	$(BIN)/station train models/configs/detector-finetune.toml --out models/weights/defects.onnx --workdir build/train2
+
+# Screenshots of the desktop app in a real window (apt: xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-image0
+# libxcb-render-util0 libxkbcommon-x11-0 libxcb-cursor0 fonts-wqy-zenhei).
+screenshots: install
+	xvfb-run -a -s "-screen 0 1920x1200x24" env QT_QPA_PLATFORM=xcb $(BIN)/station gui --screenshots docs/screenshots
 
 clean:
 	rm -rf build .pytest_cache
