@@ -231,6 +231,13 @@ def test_opened_hygiene_item_never_donated(engine):
     assert "D-NO-DONATE-HYGIENE" in d.rules_fired
 
 
+def test_unit_seen_before_alone_is_still_a_clean_item(engine):
+    req = ReturnRequest("o1", "GAD", ReturnReason.NO_REASON_7DAY, unit_code="U1")
+    seen = Finding("unit_seen_before", 1.0, FindingSource.HISTORY)
+    d = engine.decide(req, ITEMS["gadget"], [seen], unit_seen_before=True)
+    assert d.grade == Grade.B and d.liability[0].rule == "L-NO-FAULT-RETURN"
+
+
 def test_complaint_not_shown(engine):
     d = decide(engine, "gadget", "quality_issue")
     assert [s.party for s in d.liability] == [Party.CONSUMER]

@@ -31,6 +31,8 @@ from station.domain import (
 GRADE_ORDER = {Grade.A: 0, Grade.B: 1, Grade.C: 2, Grade.D: 3}
 _EXTRA_KINDS = frozenset({"presentation_mismatch"})  # evidence from comparing the stream with the catalogue
 FLAGS = ("hygiene", "safety", "liquid")
+# Facts about the unit's past, not about its condition: they do not make an item "not clean".
+_HISTORY_KINDS = frozenset({"unit_seen_before"})
 
 
 class RulesError(ValueError):
@@ -227,7 +229,7 @@ def _matches(cond: Condition, facts: _Facts) -> tuple[bool, list[Finding]]:
         used += [f for f in facts.findings if f.kind in cond.all]
     if cond.none is not None and k & set(cond.none):
         return False, []
-    if cond.clean is not None and (not facts.findings) != cond.clean:
+    if cond.clean is not None and (not (facts.kinds - _HISTORY_KINDS)) != cond.clean:
         return False, []
     if cond.category is not None and facts.item.category not in cond.category:
         return False, []
