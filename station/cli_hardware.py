@@ -222,21 +222,34 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         time_scale: Annotated[float, typer.Option(min=0.1, max=20)] = 1.0,
         pitch_mm: Annotated[int, typer.Option(min=400, max=5000)] = 850,
         seed: Annotated[int, typer.Option()] = 3,
+        protocol: Annotated[str, typer.Option(help="serial: the station protocol (docs/conveyor-protocol.md); "
+                                              "modbus: a Modbus RTU slave (docs/conveyor-modbus.md)")] = "serial",
+        slave: Annotated[int, typer.Option(min=1, max=247, help="Modbus slave id (--protocol modbus)")] = 1,
     ) -> None:
-        """Run the conveyor simulator on a pty until Ctrl-C; faults are injected with SIM_FAULT frames."""
+        """Run the conveyor simulator on a pty until Ctrl-C; faults are injected with SIM_FAULT frames (serial)
+        or the SIM_FAULT holding registers (modbus)."""
         from hardware.simulator import ConveyorSimulator, LineGeometry
+
+        if protocol not in ("serial", "modbus"):
+            fail(f"unknown --protocol {protocol!r}: use serial or modbus")
 
         if port.exists() and not port.is_symlink():
             fail(f"{port} exists and is not a symlink: pick another --port path")
         if not port.parent.is_dir():
             fail(f"folder {port.parent} does not exist")
         feed = iter(simulated_labels(items, seed))
-        sim = ConveyorSimulator(port, lambda: next(feed, None), LineGeometry(pitch_mm=pitch_mm),
-                                time_scale=time_scale, seed=seed)
+        if protocol == "modbus":
+            from hardware.modbus_sim import ModbusConveyorSimulator
+
+            sim = ModbusConveyorSimulator(port, lambda: next(feed, None), LineGeometry(pitch_mm=pitch_mm),
+                                          time_scale=time_scale, seed=seed, slave=slave)
+        else:
+            sim = ConveyorSimulator(port, lambda: next(feed, None), LineGeometry(pitch_mm=pitch_mm),
+                                    time_scale=time_scale, seed=seed)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         sim.start()
-        err.print(f"simulator on {port} -> {port.resolve()} (time scale {time_scale}); Ctrl-C to stop")
+        err.print(f"{protocol} simulator on {port} -> {port.resolve()} (time scale {time_scale}); Ctrl-C to stop")
         try:
             while not stop.wait(0.2) and not sim.idle():
                 pass
@@ -257,14 +270,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     ) -> None:
         """Conveyor mode: inspect items as the line delivers them, divert each before its gate."""
         from hardware.conveyor import ConveyorError
-        from station.config import SerialConveyorConfig
+        from station.config import ModbusConveyorConfig, SerialConveyorConfig
         from station.conveyor_mode import ConveyorMode, ConveyorModeSettings
 
         if not headless:
             fail("only `station run --headless` is available here (the desktop UI has its own command)")
         cfg = _config(config, data_dir)
-        if not isinstance(cfg.conveyor, SerialConveyorConfig):
-            fail('conveyor mode needs conveyor.type = "serial" with a url (see docs/conveyor-protocol.md)')
+        if not isinstance(cfg.conveyor, (SerialConveyorConfig, ModbusConveyorConfig)):
+            fail('conveyor mode needs conveyor.type = "serial" or "modbus" with a url '
+                 '(see docs/conveyor-protocol.md, docs/conveyor-modbus.md)')
         c = cfg.conveyor
         station = _boot(cfg)
         try:

@@ -99,10 +99,14 @@ class OpenCVCamera:
     """Device index, video file or RTSP URL, opened lazily on first capture (never in the constructor)."""
 
     def __init__(self, source: int | str = 0, width: int | None = None, height: int | None = None,
-                 exposure: float | None = None, warmup_frames: int = 3) -> None:
+                 exposure: float | None = None, warmup_frames: int = 3, focus: float | None = None,
+                 autofocus: bool | None = None) -> None:
         self.source, self.width, self.height, self.exposure = source, width, height, exposure
         self.warmup_frames = warmup_frames
+        self.focus, self.autofocus = focus, autofocus
+        self.unsupported: list[str] = []  # settings this backend/device refused (a file or RTSP stream has none)
         self._cap = None
+        self._triggered_at: float | None = None
 
     def _open(self):
         cap = cv2.VideoCapture(self.source)
@@ -112,22 +116,64 @@ class OpenCVCamera:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
         if self.height:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
-        if self.exposure is not None:
-            cap.set(cv2.CAP_PROP_EXPOSURE, self.exposure)
+        self.unsupported = []
+        for name, prop, value in self._settings():
+            if not cap.set(prop, value):
+                self.unsupported.append(name)
         for _ in range(self.warmup_frames):  # auto-exposure settles over the first frames
             cap.read()
         return cap
 
+    def _settings(self) -> list[tuple[str, int, float]]:
+        out = []
+        if self.exposure is not None:
+            out.append(("exposure", cv2.CAP_PROP_EXPOSURE, float(self.exposure)))
+        if self.autofocus is not None:
+            out.append(("autofocus", cv2.CAP_PROP_AUTOFOCUS, 1.0 if self.autofocus else 0.0))
+        if self.focus is not None:
+            out.append(("focus", cv2.CAP_PROP_FOCUS, float(self.focus)))
+        return out
+
+    def set_exposure_focus(self, exposure: float | None = None, focus: float | None = None) -> list[str]:
+        """Change exposure and/or focus now (or at the next open); returns the names the device refused."""
+        if exposure is not None:
+            self.exposure = exposure
+        if focus is not None:
+            self.focus, self.autofocus = focus, False
+        if self._cap is None:
+            return []
+        refused = [name for name, prop, value in self._settings() if not self._cap.set(prop, value)]
+        self.unsupported = refused
+        return refused
+
+    def trigger(self) -> float:
+        """Latch a frame now (the photo-eye moment) with ``grab()``; ``capture`` then decodes that frame. Returns
+        the trigger time, which becomes the frame's timestamp."""
+        if self._cap is None:
+            self._cap = self._open()
+        at = time.time()
+        if not self._cap.grab():
+            self.close()
+            raise CameraError(f"camera {self.source!r} delivered no frame: it was unplugged or the stream ended")
+        self._triggered_at = at
+        return at
+
     def capture(self, view: str) -> Frame:
         if self._cap is None:
             self._cap = self._open()
-        ok, image = self._cap.read()
+        if self._triggered_at is not None:  # the frame latched by trigger()
+            at, self._triggered_at = self._triggered_at, None
+            ok, image = self._cap.retrieve()
+        else:
+            at = time.time()
+            ok, image = self._cap.read()
         if not ok or image is None:
             self.close()
             raise CameraError(f"camera {self.source!r} delivered no frame: it was unplugged or the stream ended")
-        return Frame(image, view, f"opencv:{self.source}", time.time())
+        return Frame(image, view, f"opencv:{self.source}", at)
 
     def close(self) -> None:
+        self._triggered_at = None
         if self._cap is not None:
             self._cap.release()
             self._cap = None
