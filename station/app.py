@@ -10,8 +10,10 @@ from models.onnx_yolo import OnnxYoloDetector
 from station.config import (
     BenchConveyorConfig,
     FolderCameraConfig,
+    ModbusConveyorConfig,
     OnnxDetectorConfig,
     OpenCVCameraConfig,
+    SerialConveyorConfig,
     StationConfig,
     SyntheticCameraConfig,
 )
@@ -20,7 +22,7 @@ from station.records import StationStore
 from station.rules import RuleSet, RulesEngine
 from vision.camera import FolderCamera, OpenCVCamera, SyntheticCamera
 from vision.catalogue import Catalogue, build_sample_catalogue
-from vision.compare import BasicComparer
+from vision.compare import BasicComparer, CatalogueComparer
 from vision.quality import QualityGate
 
 
@@ -44,6 +46,17 @@ def make_camera(cfg: StationConfig):
 def make_conveyor(cfg: StationConfig):
     if isinstance(cfg.conveyor, BenchConveyorConfig):
         return BenchTotes()
+    if isinstance(cfg.conveyor, SerialConveyorConfig):
+        from hardware.serial_conveyor import SerialConveyor
+
+        return SerialConveyor(cfg.conveyor.url, lanes=max(cfg.lanes.values()) + 1, baudrate=cfg.conveyor.baudrate,
+                              heartbeat_s=cfg.conveyor.heartbeat_s)
+    if isinstance(cfg.conveyor, ModbusConveyorConfig):
+        from hardware.modbus_conveyor import ModbusConveyor
+
+        c = cfg.conveyor
+        return ModbusConveyor(c.url, lanes=max(cfg.lanes.values()) + 1, baudrate=c.baudrate, slave=c.slave,
+                              poll_s=c.poll_s, timeout_s=c.timeout_s)
     return SimulatedConveyor(lanes=max(cfg.lanes.values()) + 1)
 
 
@@ -52,6 +65,13 @@ def make_detector(cfg: StationConfig) -> OnnxYoloDetector:
     if isinstance(det, OnnxDetectorConfig):
         return OnnxYoloDetector(det.model, det.confidence, det.iou, det.threads).load()
     raise AssertionError(f"unhandled detector type {det!r}")
+
+
+def make_comparer(cfg: StationConfig, catalogue: Catalogue):
+    c = cfg.comparer
+    if c.type == "basic":
+        return BasicComparer(catalogue, c.identity_threshold, c.bench_grey)
+    return CatalogueComparer(catalogue, c.identity_threshold, c.bench_grey, difference=c.reference_difference)
 
 
 @dataclass(slots=True)
@@ -81,7 +101,7 @@ def boot(cfg: StationConfig, store_path: Path | None = None) -> Station:
         catalogue=catalogue,
         quality_gate=QualityGate(q.min_sharpness, q.min_mean, q.max_mean, q.max_clipped_share),
         detector=detector,
-        comparer=BasicComparer(catalogue, cfg.comparer.identity_threshold, cfg.comparer.bench_grey),
+        comparer=make_comparer(cfg, catalogue),
         rules=rules,
         store=store,
         router=LaneRouter(dict(cfg.lanes), conveyor),

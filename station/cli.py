@@ -612,6 +612,10 @@ def bench_pipeline(
 
 # --- subsystem commands -------------------------------------------------------------------------------
 # Each subsystem keeps its commands in its own module and registers them here, one line each.
+from station.cli_records import register as _reg_rec; _reg_rec(app, bench_app)  # noqa: E402,E702
+from station.cli_ui import register as _register_ui; _register_ui(app, bench_app)  # noqa: E402,E702
+from station.cli_hardware import register as _reg_hw; _reg_hw(app, bench_app)  # noqa: E402,E702
+from station.cli_vision import register as _reg_vis; _reg_vis(app, bench_app)  # noqa: E402,E702
 # --- end subsystem commands ---------------------------------------------------------------------------
 
 
