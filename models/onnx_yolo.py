@@ -63,13 +63,27 @@ class LetterboxParams:
     pad_y: float
 
 
-def letterbox_into(image: np.ndarray, out: np.ndarray, size: tuple[int, int]) -> LetterboxParams:
-    """Resize keeping aspect into ``out`` (H, W, 3 uint8, pre-filled with 114 grey), centred like ultralytics."""
-    h, w = image.shape[:2]
+def letterbox_shape(h: int, w: int, size: tuple[int, int], stride: int | None) -> tuple[int, int]:
+    """Network input shape for an h x w image: the full square ``size``, or with ``stride`` the smallest
+    stride multiple that holds the resized image (ultralytics' ``auto`` letterbox for dynamic models)."""
     th, tw = size
     gain = min(th / h, tw / w)
     nw, nh = int(round(w * gain)), int(round(h * gain))
-    pad_x, pad_y = (tw - nw) / 2, (th - nh) / 2
+    if stride is None:
+        return th, tw
+    return nh + (th - nh) % stride, nw + (tw - nw) % stride
+
+
+def letterbox_into(image: np.ndarray, out: np.ndarray, size: tuple[int, int]) -> LetterboxParams:
+    """Resize keeping aspect into ``out`` (H, W, 3 uint8), centred on 114 grey like ultralytics.
+
+    ``size`` is the square the gain is computed for; ``out`` may be smaller (a rectangular letterbox)."""
+    h, w = image.shape[:2]
+    th, tw = size
+    oh, ow = out.shape[:2]
+    gain = min(th / h, tw / w)
+    nw, nh = int(round(w * gain)), int(round(h * gain))
+    pad_x, pad_y = (ow - nw) / 2, (oh - nh) / 2
     left, top = int(round(pad_x - 0.1)), int(round(pad_y - 0.1))
     out[:] = 114
     resized = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
@@ -186,33 +200,42 @@ class OnnxYoloDetector:
             self.version = f"{card.raw.get('name', path.stem)}@{card.raw.get('training', {}).get('date', '?')}"
         self._input_name = inputs[0].name
         self._session = session
-        h, w = self.input_size
-        self._buffer = np.full((8, h, w, 3), 114, np.uint8)  # grows on demand; reused between calls
+        stride = _parse_meta_literal(meta.get("stride", "32"), "stride", path)
+        # A model with dynamic height/width gets a rectangular letterbox (less padding, less work), exactly
+        # as ultralytics feeds it; a fixed-shape model gets the full square.
+        self.stride = int(stride) if not (isinstance(shape[2], int) and isinstance(shape[3], int)) else None
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}  # per input shape, reused between calls
         return self
 
-    def _ensure_buffer(self, n: int) -> None:
-        if self._buffer.shape[0] < n:
-            h, w = self.input_size
-            self._buffer = np.full((n, h, w, 3), 114, np.uint8)
+    def _buffer_for(self, shape: tuple[int, int], n: int) -> np.ndarray:
+        buf = self._buffers.get(shape)
+        if buf is None or buf.shape[0] < n:
+            buf = self._buffers[shape] = np.full((max(n, 4), *shape, 3), 114, np.uint8)
+        return buf
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self._fixed_batch is None or self._fixed_batch == len(batch):
+            return self._session.run(None, {self._input_name: batch})[0]
+        return np.concatenate([self._session.run(None, {self._input_name: batch[i:i + 1]})[0]
+                               for i in range(len(batch))])
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detect on all views of an item in one batched call (one call per image for fixed-batch models)."""
+        """Detect on all views of an item: views of the same size go through in one batched call."""
         if self._session is None:
             self.load()
-        n = len(images)
-        if n == 0:
-            return []
-        self._ensure_buffer(n)
-        params = [letterbox_into(img, self._buffer[i], self.input_size) for i, img in enumerate(images)]
-        # BGR HWC uint8 -> RGB CHW float32 in [0, 1], for the whole batch at once.
-        batch = np.ascontiguousarray(self._buffer[:n, :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
-        batch *= 1.0 / 255.0
-        if self._fixed_batch is None or self._fixed_batch == n:
-            preds = self._session.run(None, {self._input_name: batch})[0]
-        else:
-            preds = np.concatenate([self._session.run(None, {self._input_name: batch[i:i + 1]})[0] for i in range(n)])
-        out = []
+        groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
-            xyxy, cls, sc = decode_predictions(preds[i], self.confidence, self.iou, params[i], img.shape[:2])
-            out.append(Detections(xyxy, cls, sc, self.class_names))
-        return out
+            groups.setdefault(letterbox_shape(*img.shape[:2], self.input_size, self.stride), []).append(i)
+        out: list[Detections | None] = [None] * len(images)
+        for shape, idxs in groups.items():
+            buf = self._buffer_for(shape, len(idxs))
+            params = [letterbox_into(images[i], buf[k], self.input_size) for k, i in enumerate(idxs)]
+            # BGR HWC uint8 -> RGB CHW float32 in [0, 1], for the whole group at once.
+            batch = np.ascontiguousarray(buf[:len(idxs), :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+            batch *= 1.0 / 255.0
+            preds = self._run(batch)
+            for k, i in enumerate(idxs):
+                xyxy, cls, sc = decode_predictions(preds[k], self.confidence, self.iou, params[k],
+                                                   images[i].shape[:2])
+                out[i] = Detections(xyxy, cls, sc, self.class_names)
+        return out  # type: ignore[return-value]
