@@ -467,7 +467,7 @@ def train(
     out_path: Annotated[Path, typer.Option("--out", help="ONNX file to write (model card beside it)")],
     workdir: Annotated[Path, typer.Option(help="dataset and run folder")] = Path("build/train"),
 ) -> None:
-    """Generate data, train the detector offline, export ONNX + model card (needs the [train] extra)."""
+    """Generate data, train the detector offline, export ONNX + model card (needs the training extra: make train-deps)."""
     try:
         from models.training.config import TrainingConfig
         from models.training.run import train as run_training

@@ -92,15 +92,22 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
             fn(items[0])
     times: dict[str, list[float]] = {k: [] for k in engines}
     outputs: dict[str, list] = {k: [] for k in engines}
-    for n, views in enumerate(items):
-        # Interleave engines item by item so background load hits all of them alike.
-        for name, fn in engines.items():
-            t0 = time.perf_counter()
-            result = fn(views)
-            times[name].append((time.perf_counter() - t0) * 1000)
-            outputs[name].extend(result)
-        if progress and (n + 1) % 10 == 0:
-            progress(f"{n + 1}/{len(items)} items")
+    # Each engine runs all items in a block, in the order A B C then C B A: interleaving item by item would
+    # let one engine's thread pools (ORT and OpenMP spin after a call) steal the cores from the next engine.
+    order = list(engines)
+    for rnd, names in enumerate((order, order[::-1])):
+        for name in names:
+            fn = engines[name]
+            for _ in range(2):
+                fn(items[0])  # re-warm after the other engines ran
+            for views in items:
+                t0 = time.perf_counter()
+                result = fn(views)
+                times[name].append((time.perf_counter() - t0) * 1000)
+                if rnd == 0:
+                    outputs[name].extend(result)
+            if progress:
+                progress(f"round {rnd + 1}: {name} done")
     matched, total = agreement(outputs["ours_onnx"], outputs["ultralytics_onnx"])
     report = {
         "images": len(images),
