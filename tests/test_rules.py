@@ -113,6 +113,8 @@ LIABILITY_CASES = [
      "L-MFG-MISSING-SEALED"),
     ("streamer-presentation", "tee", "colour_difference", [f("presentation_mismatch", box=None)],
      {"streamer": 0.4, "platform": 0.6}, "L-STREAMER-PRESENTATION"),
+    ("colour-as-catalogue", "tee", "colour_difference", [f("colour_mismatch", value=1.2, box=None)],
+     {"consumer": 1.0}, "L-COLOUR-AS-CATALOGUE"),
     ("no-fault-return", "gadget", "no_reason_7day", [], {"consumer": 1.0}, "L-NO-FAULT-RETURN"),
     ("hygiene-opened-by-buyer", "bottle", "no_reason_7day", [f("seal_broken")], {"consumer": 1.0}, "L-HYGIENE-OPENED"),
     # Inner damage that does not line up with the crushed box: the evidence does not settle it.
@@ -133,6 +135,19 @@ def test_liability(engine, case):
     assert sum(got.values()) == pytest.approx(1.0)
     assert all(s.rule == rule for s in d.liability)
     assert rule in d.rules_fired
+
+
+def test_colour_complaint_is_decided_by_measured_delta_e(engine):
+    """Same complaint, three measurements: off-colour batch -> brand; as catalogued but the stream showed it
+    otherwise -> streamer; as catalogued and shown as catalogued -> consumer, citing the ΔE it measured."""
+    off = decide(engine, "tee", "colour_difference", [f("colour_mismatch", value=4.0, box=None)])
+    stream = decide(engine, "tee", "colour_difference", [f("colour_mismatch", value=1.0, box=None),
+                                                         f("presentation_mismatch", box=None)])
+    fine = decide(engine, "tee", "colour_difference", [f("colour_mismatch", value=1.0, box=None)])
+    assert off.liability[0].party == Party.BRAND
+    assert {s.party for s in stream.liability} == {Party.STREAMER, Party.PLATFORM}
+    assert fine.liability[0].party == Party.CONSUMER
+    assert fine.liability[0].evidence == ("measurement:colour_mismatch=1",)
 
 
 def test_liability_carries_evidence_refs(engine):

@@ -56,8 +56,9 @@ class Condition(BaseModel):
     aligned: tuple[list[str], list[str]] | None = None
     grade: list[Grade] | None = None
     liable: Party | None = None
+    within_tolerance: list[str] | None = None  # a measurement of these kinds was taken and is within tolerance
 
-    @field_validator("any", "all", "none")
+    @field_validator("any", "all", "none", "within_tolerance")
     @classmethod
     def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
         for kind in v or []:
@@ -190,6 +191,9 @@ class _Facts:
     grade: Grade | None = None
     liable: Party | None = None
     kinds: set[str] = field(default_factory=set)
+    # Measurements the rules set aside as within tolerance (ΔE under the category's limit, identity above
+    # the match threshold): they are evidence too, e.g. for "the colour is as catalogued".
+    within_tolerance: list[Finding] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.kinds = {f.kind for f in self.findings}
@@ -253,14 +257,22 @@ def _matches(cond: Condition, facts: _Facts) -> tuple[bool, list[Finding]]:
         return False, []
     if cond.liable is not None and facts.liable != cond.liable:
         return False, []
+    if cond.within_tolerance is not None:
+        hit = [f for f in facts.within_tolerance if f.kind in cond.within_tolerance]
+        if not hit:
+            return False, []
+        used += hit
     return True, used
 
 
 def _evidence(findings: list[Finding], all_findings: list[Finding]) -> tuple[str, ...]:
     refs = []
     for f in findings:
-        idx = next(i for i, g in enumerate(all_findings) if g is f)
-        ref = f"finding[{idx}]:{f.kind}" + (f"@{f.view}" if f.view else "")
+        idx = next((i for i, g in enumerate(all_findings) if g is f), None)
+        if idx is None:  # a measurement within tolerance: cite its value
+            ref = f"measurement:{f.kind}={f.value:g}" if f.value is not None else f"measurement:{f.kind}"
+        else:
+            ref = f"finding[{idx}]:{f.kind}" + (f"@{f.view}" if f.view else "")
         if ref not in refs:
             refs.append(ref)
     return tuple(refs)
@@ -281,6 +293,8 @@ class RulesEngine:
         return tol.get(category, tol.get("default", 3.0))
 
     def normalise(self, findings: list[Finding], item: CatalogueItem) -> Normalised:
+        # A finding dropped for its score is noise ("score ..."); one dropped for its value is a measurement
+        # within tolerance and stays available to rules as evidence.
         """Drop findings below the noise floor and measurements within tolerance."""
         s = self.rules.settings
         kept, dropped = [], []
@@ -300,6 +314,7 @@ class RulesEngine:
         s = self.rules.settings
         norm = self.normalise(findings, item)
         facts = _Facts(request, item, norm.kept, unit_seen_before, frozenset(s.opened_kinds), s.align_margin_px)
+        facts.within_tolerance = [f for f, why in norm.dropped if not why.startswith("score ")]
         fired: list[str] = []
         reasons: list[str] = []
         review_rules: list[str] = []
