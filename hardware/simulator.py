@@ -149,13 +149,14 @@ class ConveyorSimulator:
         return FdTransport(master, f"simulator pty {os.ttyname(slave)}")
 
     def _close_pty(self) -> None:
+        # Only the slave side is ours: the master belongs to the FdTransport the link closes. Closing it
+        # here too could close an unrelated file that reused the descriptor number in between.
         pty, self._pty = self._pty, None
         if pty is not None:
-            for fd in pty:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            try:
+                os.close(pty[1])
+            except OSError:
+                pass
 
     def _outgoing(self, data: bytes) -> bytes:
         with self._lock:
