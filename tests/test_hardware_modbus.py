@@ -243,10 +243,17 @@ def test_unplug_and_replug_reconnects_catches_up_events_and_the_watchdog_drops_i
     assert not conv.alive()
     assert wait_for(lambda: conv.connected, 5)  # reopened by path: the symlink now names a new pty
     assert wait_for(conv.alive, 3)
-    more = events_of(conv, ItemEntered, 5, n=2, seen=seen)
-    fresh = next(e for e in more + events_of(conv, ItemEntered, 5, n=3, seen=seen)
-                 if conv.belt_clock_ms(8.0) - e.t_ms < 1500)  # caught-up reports are old news: skip them
-    assert conv.divert(fresh.item_seq, 6).lane == 6
+    # Caught-up reports are old news (those items may be past their gate and are refused); a new item that
+    # arrives after the replug must be divertable. Trying in order keeps this independent of machine load.
+    accepted = None
+    for e in events_of(conv, ItemEntered, 5, n=2, seen=seen) + events_of(conv, ItemEntered, 10, n=6, seen=seen):
+        try:
+            if conv.divert(e.item_seq, 6).lane == 6:
+                accepted = e
+                break
+        except ConveyorError:
+            continue
+    assert accepted is not None
     seqs = [e.item_seq for e in seen if isinstance(e, ItemEntered)]
     assert seqs == list(range(first.item_seq, first.item_seq + len(seqs)))  # caught up from the ring: no gap
     states = [e.up for e in seen if isinstance(e, LinkState)]
