@@ -278,6 +278,42 @@ def _evidence(findings: list[Finding], all_findings: list[Finding]) -> tuple[str
     return tuple(refs)
 
 
+def _worse(a: Grade | None, b: Grade | None) -> Grade | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if GRADE_ORDER[b] > GRADE_ORDER[a] else a
+
+
+@dataclass(slots=True)
+class _Trail:
+    """The rule ids that fired, their reasons, and which of them ask for a review, in firing order."""
+
+    fired: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
+
+    def firing(self, rules, facts: _Facts, first_only: bool = False):
+        for rule in rules:
+            ok, used = _matches(rule.when, facts)
+            if not ok:
+                continue
+            self.fired.append(rule.id)
+            self.reasons.append(f"{rule.id}: {rule.reason}")
+            if rule.review:
+                self.review.append(rule.id)
+            yield rule, used
+            if first_only:
+                return
+
+    def system(self, rule_id: str, reason: str) -> None:
+        """A built-in review rule (not in the rules file)."""
+        self.fired.append(rule_id)
+        self.reasons.append(f"{rule_id}: {reason}")
+        self.review.append(rule_id)
+
+
 @dataclass(frozen=True, slots=True)
 class Normalised:
     kept: list[Finding]
@@ -315,23 +351,13 @@ class RulesEngine:
         norm = self.normalise(findings, item)
         facts = _Facts(request, item, norm.kept, unit_seen_before, frozenset(s.opened_kinds), s.align_margin_px)
         facts.within_tolerance = [f for f, why in norm.dropped if not why.startswith("score ")]
-        fired: list[str] = []
-        reasons: list[str] = []
-        review_rules: list[str] = []
+        trail = _Trail()
         grade_evidence: list[Finding] = []
 
         # Stage 1: grading, worst grade wins.
         grade = Grade.A
-        for rule in self.rules.grading:
-            ok, used = _matches(rule.when, facts)
-            if not ok:
-                continue
-            fired.append(rule.id)
-            reasons.append(f"{rule.id}: {rule.reason}")
-            if rule.review:
-                review_rules.append(rule.id)
-            if GRADE_ORDER[rule.grade] > GRADE_ORDER[grade]:
-                grade = rule.grade
+        for rule, used in trail.firing(self.rules.grading, facts):
+            grade = _worse(grade, rule.grade)
             grade_evidence += used
 
         # Stage 2: category rules.
@@ -339,39 +365,21 @@ class RulesEngine:
         forced: list[Disposition] = []
         forbidden: set[Disposition] = set()
         cap: Grade | None = None
-        for rule in self.rules.category:
-            ok, used = _matches(rule.when, facts)
-            if not ok:
-                continue
-            fired.append(rule.id)
-            reasons.append(f"{rule.id}: {rule.reason}")
-            if rule.review:
-                review_rules.append(rule.id)
-            if rule.grade is not None and GRADE_ORDER[rule.grade] > GRADE_ORDER[grade]:
-                grade = rule.grade
-            if rule.max_grade is not None and (cap is None or GRADE_ORDER[rule.max_grade] > GRADE_ORDER[cap]):
-                cap = rule.max_grade
+        for rule, used in trail.firing(self.rules.category, facts):
+            grade = _worse(grade, rule.grade)
+            cap = _worse(cap, rule.max_grade)
             if rule.disposition is not None:
                 forced.append(rule.disposition)
             forbidden |= set(rule.forbid)
             grade_evidence += used
-        if cap is not None and GRADE_ORDER[grade] < GRADE_ORDER[cap]:
-            grade = cap
+        grade = _worse(grade, cap)  # a cap raises a better grade to it, never lowers a worse one
         facts.grade = grade
 
         # Stage 3: liability, first rule that fires.
         liability: tuple[LiabilityShare, ...] = ()
         liability_conf = 1.0
-        for rule in self.rules.liability:
-            ok, used = _matches(rule.when, facts)
-            if not ok:
-                continue
-            fired.append(rule.id)
-            reasons.append(f"{rule.id}: {rule.reason}")
-            if rule.review:
-                review_rules.append(rule.id)
-            evidence_conf = min((f.score for f in used), default=1.0)
-            liability_conf = min(rule.confidence, evidence_conf)
+        for rule, used in trail.firing(self.rules.liability, facts, first_only=True):
+            liability_conf = min(rule.confidence, min((f.score for f in used), default=1.0))
             refs = _evidence(used, norm.kept)
             liability = tuple(
                 LiabilityShare(party, share, rule.id, rule.reason, refs, round(liability_conf, 4))
@@ -380,17 +388,9 @@ class RulesEngine:
             )
             # The liable party is the one holding a majority; an arbitration split has none.
             facts.liable = liability[0].party if liability and liability[0].share > 0.5 else None
-            break
 
         # Stage 4: disposition.
-        for rule in self.rules.disposition_rules:
-            ok, _ = _matches(rule.when, facts)
-            if not ok:
-                continue
-            fired.append(rule.id)
-            reasons.append(f"{rule.id}: {rule.reason}")
-            if rule.review:
-                review_rules.append(rule.id)
+        for rule, _ in trail.firing(self.rules.disposition_rules, facts):
             if rule.disposition is not None:
                 forced.append(rule.disposition)
             forbidden |= set(rule.forbid)
@@ -400,17 +400,14 @@ class RulesEngine:
             disposition = candidates[0]
         else:
             disposition = Disposition.MANUAL_REVIEW
-            review_rules.append("R-NO-ALLOWED-DISPOSITION")
-            fired.append("R-NO-ALLOWED-DISPOSITION")
-            reasons.append("R-NO-ALLOWED-DISPOSITION: every disposition for this grade is forbidden by a rule")
+            trail.system("R-NO-ALLOWED-DISPOSITION", "every disposition for this grade is forbidden by a rule")
 
         # Stage 5: review.
         grade_conf = min((f.score for f in grade_evidence), default=1.0)
         confidence = round(min(grade_conf, liability_conf), 4)
         if confidence < s.review_below:
-            fired.append("R-LOW-CONFIDENCE")
-            review_rules.append("R-LOW-CONFIDENCE")
-            reasons.append(f"R-LOW-CONFIDENCE: decision confidence {confidence:.2f} below {s.review_below}")
+            trail.system("R-LOW-CONFIDENCE", f"decision confidence {confidence:.2f} below {s.review_below}")
+        fired, reasons, review_rules = trail.fired, trail.reasons, trail.review
         review = bool(review_rules)
         return Decision(
             grade=grade,
