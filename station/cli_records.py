@@ -40,19 +40,12 @@ def _open_store(cfg):
 
 
 def _sync_settings(cfg, url: str | None = None, token: str | None = None):
-    from station.sync import SyncSettings
+    from station.sync import SyncError, settings_from_config
 
-    s = cfg.sync
-    url = url or s.url
-    token = token or os.environ.get("STATION_SYNC_TOKEN") or s.token
-    if not url:
-        _cli().fail("no platform URL: set [sync] url in the station config or pass --url")
-    if not token:
-        _cli().fail("no sync token: set [sync] token, env STATION_SYNC_TOKEN, or pass --token")
-    return SyncSettings(url=url, token=token, batch_size=s.batch_size, timeout_s=s.timeout_s,
-                        upload_images=s.upload_images, thumbnail_px=s.thumbnail_px, backoff_base_s=s.backoff_base_s,
-                        backoff_max_s=s.backoff_max_s, idle_s=s.interval_s, pull=s.pull, blur_faces=s.blur_faces,
-                        blur_labels=s.blur_labels)
+    try:
+        return settings_from_config(cfg.sync, url, token)
+    except SyncError as exc:
+        _cli().fail(str(exc))
 
 
 def _read_key(path: Path | None) -> bytes | None:
@@ -302,6 +295,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         from station.server.api import ROLES, create_app, create_token, init_db, make_engine
         from station.server.runner import serve
+        from station.server.schema import SchemaError
 
         specs = []
         for t in token or []:
@@ -315,7 +309,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             init_db(engine)
             for role, subject, tok in specs:
                 create_token(engine, role, subject, tok)
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
+        except (SQLAlchemyError, ImportError, ValueError, SchemaError) as exc:
             cli.fail(f"cannot open the platform database {database_url}: {str(exc).splitlines()[0]}")
         cli.err.print(f"platform on http://{host}:{port} (API /api/v1, docs /docs), database {database_url}")
         serve(create_app(engine=engine), host, port)

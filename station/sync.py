@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
 import threading
 import time
@@ -23,7 +24,7 @@ import cv2
 import httpx
 import numpy as np
 
-from station.records import StationStore, StoreError, utc_now
+from station.records import DEFAULT_MIN_FREE_BYTES, PruneReport, StationStore, StoreError, utc_now
 
 API = "/api/v1"
 
@@ -66,6 +67,22 @@ class SyncStatus:
         return {"pending": self.pending, "pushed_total": self.pushed_total, "last_success": self.last_success,
                 "last_attempt": self.last_attempt, "last_error": self.last_error,
                 "consecutive_failures": self.consecutive_failures}
+
+
+def settings_from_config(sync_cfg, url: str | None = None, token: str | None = None) -> SyncSettings:
+    """SyncSettings from the config's ``[sync]`` section. The token comes from ``token``, else env
+    STATION_SYNC_TOKEN, else ``sync.token``. Raises SyncError (not transient) naming what is missing."""
+    url = url or sync_cfg.url
+    token = token or os.environ.get("STATION_SYNC_TOKEN") or sync_cfg.token
+    if not url:
+        raise SyncError("no platform URL: set [sync] url in the station config or pass --url", transient=False)
+    if not token:
+        raise SyncError("no sync token: set [sync] token, env STATION_SYNC_TOKEN, or pass --token", transient=False)
+    s = sync_cfg
+    return SyncSettings(url=url, token=token, batch_size=s.batch_size, timeout_s=s.timeout_s,
+                        upload_images=s.upload_images, thumbnail_px=s.thumbnail_px, backoff_base_s=s.backoff_base_s,
+                        backoff_max_s=s.backoff_max_s, idle_s=s.interval_s, pull=s.pull, blur_faces=s.blur_faces,
+                        blur_labels=s.blur_labels)
 
 
 def read_status(store: StationStore) -> SyncStatus:
@@ -302,23 +319,51 @@ class SyncClient:
 
 
 class BackgroundSync:
-    """Sync on a daemon thread with its own store connection, for the station app and the UI."""
+    """Sync on a daemon thread with its own store connection, for the station app and the UI.
+
+    With ``image_budget_bytes`` it also applies retention after every sync attempt (on the same thread, so
+    inspection never waits for it): synced images are pruned, oldest first, down to the budget; an unsynced
+    one never is (:meth:`StationStore.enforce_image_budget`)."""
 
     def __init__(self, db_path: Path, settings: SyncSettings, image_dir: Path | None = None,
-                 key_path: Path | None = None) -> None:
+                 key_path: Path | None = None, image_budget_bytes: int | None = None,
+                 min_free_bytes: int = DEFAULT_MIN_FREE_BYTES) -> None:
         self.db_path = Path(db_path)
         self.image_dir = image_dir
         self.key_path = key_path
         self.settings = settings
+        self.image_budget_bytes = image_budget_bytes
+        self.min_free_bytes = min_free_bytes
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_status: SyncStatus | None = None
+        self.last_prune: PruneReport | None = None
+        self.last_prune_error: str | None = None
+        self.error: str | None = None  # why the thread stopped by itself (the store could not be opened)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _after_attempt(self, store: StationStore, status: SyncStatus) -> None:
+        self.last_status = status
+        if self.image_budget_bytes is None:
+            return
+        try:
+            self.last_prune = store.enforce_image_budget(self.image_budget_bytes)
+            self.last_prune_error = None
+        except (StoreError, OSError) as exc:  # retention failing must not stop sync; it is retried next time
+            self.last_prune_error = f"image retention failed: {exc}"
 
     def _run(self) -> None:
-        store = StationStore(self.db_path, self.image_dir, self.key_path).open()
+        try:
+            store = StationStore(self.db_path, self.image_dir, self.key_path, self.min_free_bytes).open()
+        except StoreError as exc:
+            self.error = f"sync could not open the station store: {exc}"
+            return
         client = SyncClient(store, self.settings)
         try:
-            client.run_forever(self._stop, on_status=lambda s: setattr(self, "last_status", s))
+            client.run_forever(self._stop, on_status=lambda s: self._after_attempt(store, s))
         finally:
             client.close()
             store.close()

@@ -31,6 +31,8 @@ def platform(request, tmp_path):
         from station.server.models import Base
 
         Base.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     init_db(engine)
     tokens = {role: create_token(engine, role, subject) for role, subject in
               (("station", "st-1"), ("inspector", "ina"), ("supervisor", "sue"), ("admin", "root"))}

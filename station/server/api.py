@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from station.domain import Disposition, Grade, Party, ReturnReason
 from station.evidence import EvidenceError, SignedTreeHead, key_id_of, leaf_hash, load_public_key, record_leaf_data
 from station.server.models import (
-    Base,
     CatalogueEntry,
     Image,
     Record,
@@ -76,8 +75,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def init_db(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
+def init_db(engine: Engine) -> str | None:
+    """Bring the database to the newest schema with the package's alembic migrations (a no-op when it is
+    there already); returns the revision. See station/server/schema.py."""
+    from station.server.schema import upgrade
+
+    return upgrade(engine)
 
 
 def create_token(engine: Engine, role: str, subject: str, token: str | None = None) -> str:
@@ -299,7 +302,7 @@ def _b64(data: str, what: str, limit: int) -> bytes:
 
 
 def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | None = None) -> FastAPI:
-    """Build the app. The schema is created on startup (``init_db``); no I/O here."""
+    """Build the app. The schema is migrated to head on startup (``init_db``, alembic); no I/O here."""
     engine = engine or make_engine(database_url)
     token_cache: dict[str, Principal | None] = {}
     cache_lock = threading.Lock()

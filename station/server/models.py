@@ -1,4 +1,6 @@
-"""Platform database schema (SQLAlchemy 2 declarative). Created by ``init_db`` (``create_all``)."""
+"""Platform database schema (SQLAlchemy 2 declarative). Created and upgraded by the alembic migrations in
+``migrations/versions`` (``init_db`` at server start): a change here needs a new migration there, and
+tests/test_server_migrations.py fails until the migrations produce exactly this metadata."""
 
 from __future__ import annotations
 
