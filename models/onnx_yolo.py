@@ -138,7 +138,7 @@ class OnnxYoloDetector:
     """YOLOv8-style detector on ONNX Runtime, tuned for small CPUs."""
 
     def __init__(self, model_path: Path, confidence: float | None = None, iou: float | None = None,
-                 threads: int = 2) -> None:
+                 threads: int = 2, input_size: int | None = None) -> None:
         self.model_path = Path(model_path)
         self._conf_override, self._iou_override, self.threads = confidence, iou, threads
         self._session = None
@@ -148,6 +148,7 @@ class OnnxYoloDetector:
         self.confidence = confidence if confidence is not None else 0.25
         self.iou = iou if iou is not None else 0.45
         self._fixed_batch: int | None = None
+        self._size_override = input_size
 
     def load(self) -> "OnnxYoloDetector":
         """Open the session and check the model fits; raises ModelError with a clear message."""
@@ -205,6 +206,11 @@ class OnnxYoloDetector:
         # as ultralytics feeds it; a fixed-shape model gets the full square.
         self.stride = int(stride) if not (isinstance(shape[2], int) and isinstance(shape[3], int)) else None
         self._buffers: dict[tuple[int, int], np.ndarray] = {}  # per input shape, reused between calls
+        if self._size_override is not None:
+            if self.stride is None and self._size_override != self.input_size[0]:
+                raise ModelError(f"{path}: fixed input {self.input_size}; input_size {self._size_override} "
+                                 f"needs a model exported with dynamic axes")
+            self.input_size = (self._size_override, self._size_override)
         return self
 
     def _buffer_for(self, shape: tuple[int, int], n: int) -> np.ndarray:

@@ -136,3 +136,15 @@ def test_batched_views_equal_single_calls():
     for a, b in zip(batched, single):
         assert a.class_id.tolist() == b.class_id.tolist()
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=0.5)
+
+
+def test_input_size_override_needs_dynamic_axes(tmp_path):
+    fixed = _tiny_model(tmp_path / "fixed.onnx", "{0: 'a', 1: 'b'}", 2)
+    with pytest.raises(ModelError, match="dynamic axes"):
+        OnnxYoloDetector(fixed, input_size=64).load()
+    dynamic = _tiny_model(tmp_path / "dyn.onnx", "{0: 'a', 1: 'b'}", 2, input_shape=("batch", 3, "h", "w"))
+    det = OnnxYoloDetector(dynamic, input_size=64).load()
+    assert det.input_size == (64, 64)
+    img = np.zeros((120, 160, 3), np.uint8)
+    (out,) = det.detect([img])  # 160x120 letterboxed at 64 -> a 64x48 rectangular input runs through
+    assert out.xyxy.shape[1] == 4
