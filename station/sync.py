@@ -79,6 +79,8 @@ def settings_from_config(sync_cfg, url: str | None = None, token: str | None = N
     if not token:
         raise SyncError("no sync token: set [sync] token, env STATION_SYNC_TOKEN, or pass --token", transient=False)
     s = sync_cfg
+    if s.blur_faces and not face_blur_available():
+        raise SyncError(FACE_BLUR_UNAVAILABLE, transient=False)
     return SyncSettings(url=url, token=token, batch_size=s.batch_size, timeout_s=s.timeout_s,
                         upload_images=s.upload_images, thumbnail_px=s.thumbnail_px, backoff_base_s=s.backoff_base_s,
                         backoff_max_s=s.backoff_max_s, idle_s=s.interval_s, pull=s.pull, blur_faces=s.blur_faces,
@@ -115,6 +117,14 @@ def _blur_regions(image: np.ndarray, boxes) -> np.ndarray:
     return out
 
 
+FACE_BLUR_UNAVAILABLE = ("sync.blur_faces needs OpenCV's Haar face cascades, which this OpenCV build lacks "
+                         "(OpenCV 5 moved them out): set sync.blur_faces = false or install opencv-python-headless<5")
+
+
+def face_blur_available() -> bool:
+    return hasattr(cv2, "CascadeClassifier") and hasattr(cv2, "data")
+
+
 def redact(image: np.ndarray, faces: bool, labels: bool) -> np.ndarray:
     """Blur faces (Haar cascade) and printed text blocks such as address labels before an image leaves."""
     if not (faces or labels):
@@ -122,6 +132,8 @@ def redact(image: np.ndarray, faces: bool, labels: bool) -> np.ndarray:
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     boxes = []
     if faces:
+        if not face_blur_available():
+            raise SyncError(FACE_BLUR_UNAVAILABLE, transient=False)  # never send an unblurred face
         cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
         if not cascade.empty():
             boxes += [tuple(int(v) for v in b) for b in cascade.detectMultiScale(grey, 1.1, 5, minSize=(24, 24))]

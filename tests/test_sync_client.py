@@ -179,3 +179,22 @@ def test_sigkill_while_inspecting_and_syncing_loses_and_duplicates_nothing():
     assert res["on_station"] == res["on_server"] == res["inspections"] == 16
     assert res["lost"] == 0 and res["duplicated"] == 0 and res["pending"] == 0
     assert res["verify_ok"], res["problems"]
+
+
+def test_face_blur_without_cascades_is_a_clear_error_not_a_crash():
+    """Face blurring either works or refuses clearly: an image with a face must never leave unblurred."""
+    import numpy as np
+
+    from station.config import SyncConfig
+    from station.sync import SyncError, face_blur_available, redact, settings_from_config
+
+    cfg = SyncConfig(url="http://127.0.0.1:9", token="t" * 16, blur_faces=True)
+    img = np.full((64, 64, 3), 128, np.uint8)
+    if face_blur_available():
+        assert settings_from_config(cfg).blur_faces
+        assert redact(img, faces=True, labels=False).shape == img.shape
+    else:
+        with pytest.raises(SyncError, match="blur_faces"):
+            settings_from_config(cfg)
+        with pytest.raises(SyncError, match="blur_faces"):
+            redact(img, faces=True, labels=False)
