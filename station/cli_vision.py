@@ -136,8 +136,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         out = result.to_json()
         if save:
             from calibration.profiles import save_profile
+            from calibration.startup import bench_reading
 
             cfg = _config(config, data_dir)
+            # The bench around the chart: the start-up check compares later frames' bench with it.
+            out["bench_bgr"] = [round(float(v), 2) for v in bench_reading(img)]
             out["saved_to"] = str(save_profile(cfg.station.data_dir, "colour", camera_id, out))
         if json_out:
             typer.echo(json.dumps(out))
@@ -146,6 +149,148 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                        f"({len(out['patches'])} patches)")
             for w in out["warnings"]:
                 typer.echo(f"warning: {w}")
+
+    @calibrate_app.command("intrinsics")
+    def calibrate_intrinsics(
+        images: Annotated[list[Path], typer.Argument(help="views of a checkerboard (several poses, tilted, "
+                                                          "covering the frame); PNG/JPEG")],
+        board: Annotated[str, typer.Option(help="inner corners COLSxROWS")] = "9x6",
+        square_mm: Annotated[float, typer.Option("--square-mm", help="side of one square, mm")] = 25.0,
+        camera_id: Annotated[Optional[str], typer.Option(help="stored with the profile (default: "
+                                                              "calibration.camera_id)")] = None,
+        save: Annotated[bool, typer.Option(help="store the profile under <data_dir>/calibration")] = False,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Camera matrix and lens distortion from checkerboard views, with reprojection errors."""
+        from calibration.intrinsics import CalibrationError, calibrate_intrinsics as run, parse_board
+
+        try:
+            size = parse_board(board)
+        except ValueError as exc:
+            fail(str(exc))
+        if square_mm <= 0:
+            fail("--square-mm must be positive")
+        imgs = [(str(p), _read_image(p, fail)) for p in images]
+        try:
+            result = run(imgs, size, square_mm)
+        except CalibrationError as exc:
+            fail(str(exc))
+        out = result.to_json()
+        if save:
+            from calibration.profiles import save_profile
+
+            cfg = _config(config, data_dir)
+            cam = camera_id or cfg.calibration.camera_id
+            out["camera_id"] = cam
+            out["saved_to"] = str(save_profile(cfg.station.data_dir, "intrinsics", cam, out))
+        if json_out:
+            typer.echo(json.dumps(out))
+        else:
+            typer.echo(f"fx {out['fx']:.2f} fy {out['fy']:.2f} cx {out['cx']:.2f} cy {out['cy']:.2f}; "
+                       f"distortion {out['dist_coeffs']}; RMS {out['rms_reprojection_px']:.3f} px "
+                       f"({out['views_used']} of {len(images)} views)")
+            for v in out["per_image"]:
+                typer.echo(f"  {v['image']}: " + (f"{v['rms_px']:.3f} px" if v["found"] else "board not found"))
+
+    @calibrate_app.command("scale")
+    def calibrate_scale(
+        image: Annotated[Path, typer.Argument(help="a frame of the bench with ArUco markers or a checkerboard on it")],
+        aruco_dict: Annotated[str, typer.Option("--aruco-dict", help="ArUco dictionary, e.g. 4X4_50")] = "4X4_50",
+        marker_mm: Annotated[Optional[float], typer.Option("--marker-mm", help="marker side (black square), mm; "
+                                                                             "default 40")] = None,
+        board: Annotated[Optional[str], typer.Option(help="use a checkerboard instead: inner corners COLSxROWS")] = None,
+        square_mm: Annotated[float, typer.Option("--square-mm", help="checkerboard square side, mm")] = 25.0,
+        camera_id: Annotated[Optional[str], typer.Option(help="whose intrinsics undistort, and stored with the "
+                                                              "profile (default: calibration.camera_id)")] = None,
+        undistort: Annotated[bool, typer.Option(help="use the camera's intrinsics profile when there is one")] = True,
+        save: Annotated[bool, typer.Option(help="store the profile under <data_dir>/calibration")] = False,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Millimetres per pixel on the bench plane (size checks use it once saved)."""
+        from calibration.intrinsics import CalibrationError, Intrinsics, parse_board
+        from calibration.profiles import load_profile
+        from calibration.scale import scale_from_aruco, scale_from_checkerboard
+        from calibration.scenes import aruco_dictionary_id
+
+        if board is not None and marker_mm is not None:
+            fail("give either --marker-mm (ArUco markers) or --board (checkerboard), not both")
+        try:
+            size = parse_board(board) if board is not None else None
+            if size is None:
+                aruco_dictionary_id(aruco_dict)
+        except ValueError as exc:
+            fail(str(exc))
+        img = _read_image(image, fail)
+        cfg = _config(config, data_dir)
+        cam = camera_id or cfg.calibration.camera_id
+        intrinsics = None
+        if undistort:
+            try:
+                prof = load_profile(cfg.station.data_dir, "intrinsics", cam)
+                intrinsics = Intrinsics.from_json(prof["data"]) if prof is not None else None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                fail(f"intrinsics profile for camera {cam} is unreadable ({exc}): recalibrate or use --no-undistort")
+        try:
+            if size is not None:
+                result = scale_from_checkerboard(img, size, square_mm, intrinsics)
+            else:
+                result = scale_from_aruco(img, 40.0 if marker_mm is None else marker_mm, aruco_dict, intrinsics)
+        except CalibrationError as exc:
+            fail(str(exc))
+        out = result.to_json()
+        out["camera_id"] = cam
+        if intrinsics is not None and intrinsics.image_size != tuple(out["image_size"]):
+            out["warnings"].append(f"the intrinsics of camera {cam} were calibrated at {intrinsics.image_size[0]}x"
+                                   f"{intrinsics.image_size[1]}, this frame is {out['image_size'][0]}x"
+                                   f"{out['image_size'][1]}: the camera matrix was scaled; recalibrate if the "
+                                   "camera or its resolution changed")
+        if save:
+            from calibration.profiles import save_profile
+
+            out["saved_to"] = str(save_profile(cfg.station.data_dir, "scale", cam, out))
+        if json_out:
+            typer.echo(json.dumps(out))
+        else:
+            typer.echo(f"{out['mm_per_px']:.5f} mm/px ({out['method']}, {len(out['references'])} reference(s), "
+                       f"{'undistorted' if out['undistorted'] else 'no intrinsics'})")
+            for w in out["warnings"]:
+                typer.echo(f"warning: {w}")
+
+    @calibrate_app.command("check")
+    def calibrate_check(
+        image: Annotated[Optional[Path], typer.Argument(help="a check frame of the bench (optional): lighting "
+                                                             "drift against the colour profile")] = None,
+        camera_id: Annotated[Optional[str], typer.Option(help="default: calibration.camera_id")] = None,
+        max_age_days: Annotated[Optional[float], typer.Option(min=0.0, help="default: "
+                                                              "calibration.max_profile_age_days")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """The start-up check: stale calibration profiles and bench lighting drift (warnings; exit 0)."""
+        from calibration.startup import startup_check
+
+        frame = _read_image(image, fail) if image is not None else None
+        cfg = _config(config, data_dir)
+        c = cfg.calibration
+        check = startup_check(cfg.station.data_dir, camera_id or c.camera_id,
+                              c.max_profile_age_days if max_age_days is None else max_age_days, frame,
+                              level_tolerance=c.lighting_level_tolerance, balance_tolerance=c.white_balance_tolerance)
+        out = {"camera_id": camera_id or c.camera_id, **check.to_json()}
+        if json_out:
+            typer.echo(json.dumps(out))
+        else:
+            for kind, p in out["profiles"].items():
+                state = "missing" if not p["present"] else ("STALE" if p["stale"] else "ok")
+                typer.echo(f"{kind}: {state}" + (f" ({p['age_days']:.1f} days)" if p["age_days"] is not None else ""))
+            for w in out["warnings"]:
+                typer.echo(f"warning: {w}")
+            if not out["warnings"]:
+                typer.echo("no warnings")
 
     @bench_app.command("vision")
     def bench_vision(

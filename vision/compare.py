@@ -238,7 +238,8 @@ class CatalogueComparer:
 
     def __init__(self, catalogue: Catalogue, identity_threshold: float = 0.9, bench_grey: float = 200.0,
                  shortlist: int = 3, mm_per_px: float | None = None, size_tolerance: float = 0.05,
-                 colour_correction=None, difference: bool = True, min_inliers: float = 25.0) -> None:
+                 colour_correction=None, difference: bool = True, min_inliers: float = 25.0,
+                 intrinsics=None) -> None:
         self.catalogue = catalogue
         self.identity_threshold = identity_threshold
         self.bench_grey = bench_grey
@@ -248,6 +249,7 @@ class CatalogueComparer:
         self.colour_correction = colour_correction  # callable BGR uint8 -> BGR uint8, or None
         self.difference = difference
         self.min_inliers = min_inliers
+        self.intrinsics = intrinsics  # calibration.intrinsics.Intrinsics: outlines undistorted before sizing
         self.align_size = 96
         self._refs: dict[str, list] = {}
         self._ref_images: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -412,26 +414,37 @@ class CatalogueComparer:
     def size_of(self, mask: np.ndarray) -> dict | None:
         if not self.mm_per_px:
             return None
-        return outline_size_mm(mask, self.mm_per_px)
+        return outline_size_mm(mask, self.mm_per_px, self.intrinsics)
 
 
-def outline_size_mm(mask: np.ndarray, mm_per_px: float) -> dict:
+def outline_size_mm(mask: np.ndarray, mm_per_px: float, intrinsics=None) -> dict:
     """Width and height of the item's outline (minimum-area rectangle), in mm, width <= height swapped to
-    the longer side as height."""
+    the longer side as height; also its axis-aligned box. Sides count whole pixels (the distance between
+    the outermost pixel centres + 1). ``intrinsics`` (calibration.intrinsics.Intrinsics): the outline is
+    undistorted first, as the scale was measured."""
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    c = max(contours, key=cv2.contourArea)
+    c = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float32)
+    if intrinsics is not None:
+        c = intrinsics.undistort_points(c, (mask.shape[1], mask.shape[0])).astype(np.float32)
     (_, _), (w, h), angle = cv2.minAreaRect(c)
-    x, y, bw, bh = cv2.boundingRect(c)
+    w, h = w + 1.0, h + 1.0
+    bw, bh = (c.max(axis=0) - c.min(axis=0) + 1.0).tolist()
     return {"width": round(float(min(w, h)) * mm_per_px, 2), "height": round(float(max(w, h)) * mm_per_px, 2),
             "box_width": round(bw * mm_per_px, 2), "box_height": round(bh * mm_per_px, 2),
             "mm_per_px": mm_per_px}
 
 
 def size_error(size: dict, width: float, height: float) -> float:
-    """Largest relative error of the outline's sides against the catalogue's (orientation-free)."""
-    meas = sorted([size["width"], size["height"]])
+    """Largest relative error of the outline's sides against the catalogue's (orientation-free). The
+    catalogue measures the upright item's box; a non-rectangular outline (sleeves, handles) has a smaller
+    minimum-area rectangle at a tilt, so the better of that rectangle and the axis-aligned box counts."""
     ref = sorted([width, height])
-    return float(max(abs(m - r) / r for m, r in zip(meas, ref)))
+    errors = []
+    for keys in (("width", "height"), ("box_width", "box_height")):
+        if all(k in size for k in keys):
+            meas = sorted([size[keys[0]], size[keys[1]]])
+            errors.append(max(abs(m - r) / r for m, r in zip(meas, ref)))
+    return float(min(errors))
 
 
 def segment_item(image: np.ndarray, bench_grey: float = 200.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -44,9 +44,90 @@ def _ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (va + vb + c2))
 
 
-def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndarray, ref_mask: np.ndarray,
-                         query_to_ref: np.ndarray, threshold: float = 0.5, min_area: int = 60) -> DifferenceResult:
+def _bench_like(image: np.ndarray, border: int = 8) -> np.ndarray:
+    """Pixels that look like the bench (its border colour) or its cast shadow: about neutral relative to
+    the bench, 45-112 % of its brightness. Where a reference part is absent, a missing part shows this."""
+    b = border
+    edge = np.concatenate([image[:b].reshape(-1, 3), image[-b:].reshape(-1, 3),
+                           image[:, :b].reshape(-1, 3), image[:, -b:].reshape(-1, 3)])
+    bench = np.maximum(np.median(edge, axis=0).astype(np.float32), 1.0)
+    rel = image.astype(np.float32) / bench  # 1 on the bench, < 1 in its shadow, in every channel
+    level = rel.mean(axis=2)
+    spread = rel.max(axis=2) - rel.min(axis=2)
+    return (level > 0.45) & (level < 1.12) & (spread < 0.12 + 0.1 * level)
+
+
+def _outline_iou(q_mask: np.ndarray, ref_mask: np.ndarray, query_to_ref: np.ndarray, scale: float) -> float:
     h, w = q_mask.shape
+    S = np.diag([scale, scale, 1.0])
+    size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
+    q = cv2.resize(q_mask, size, interpolation=cv2.INTER_NEAREST) > 0
+    r = cv2.warpPerspective(ref_mask, S @ np.linalg.inv(query_to_ref), size, flags=cv2.INTER_NEAREST) > 0
+    union = float((q | r).sum())
+    return float((q & r).sum()) / union if union else 0.0
+
+
+def _ecc_outline(q_mask: np.ndarray, ref_mask: np.ndarray, query_to_ref: np.ndarray, scale: float,
+                 iterations: int, motion: int = cv2.MOTION_AFFINE) -> np.ndarray | None:
+    """ECC (``motion``) between the query's outline and the reference's outline warped into the query, on
+    blurred masks at ``scale``; None when it fails."""
+    h, w = q_mask.shape
+    S = np.diag([scale, scale, 1.0])
+    size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
+    ref_w = cv2.warpPerspective(ref_mask, S @ np.linalg.inv(query_to_ref), size, flags=cv2.INTER_LINEAR)
+    q_s = cv2.resize(q_mask, size, interpolation=cv2.INTER_AREA)
+    blur = lambda m: cv2.GaussianBlur(m.astype(np.float32) / 255.0, (0, 0), 2.0)  # noqa: E731
+    warp = np.eye(3 if motion == cv2.MOTION_HOMOGRAPHY else 2, 3, dtype=np.float32)
+    try:
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
+        _, warp = cv2.findTransformECC(blur(q_s), blur(ref_w), warp, motion, criteria, None, 1)
+    except cv2.error:
+        return None
+    if warp.shape[0] == 2:
+        warp = np.vstack([warp, [0, 0, 1]])
+    W = np.linalg.inv(S) @ warp.astype(np.float64) @ S  # query pixels -> pixels of the warped reference
+    if not np.all(np.isfinite(W)):
+        return None
+    return query_to_ref @ W
+
+
+def refine_outline(q_mask: np.ndarray, ref_mask: np.ndarray, query_to_ref: np.ndarray, scale: float = 0.5,
+                   iterations: int = 30, perspective: bool = True, perspective_gain: float = 0.01) -> np.ndarray:
+    """Query -> reference transform whose outlines coincide best (IoU at ``scale``) among: the given one,
+    the outlines' bounding boxes (``align.box_homography``), and each refined by ECC on the outlines.
+    The alignment works in a 96 px frame and ORB can return a wild perspective on repetitive print, so
+    outlines were often off by a few pixels (thin false "missing parts") or far off (large ones)."""
+    from vision.align import box_homography
+
+    starts = [query_to_ref, box_homography(q_mask, ref_mask)]
+    candidates = list(starts)
+    for H in starts:
+        refined = _ecc_outline(q_mask, ref_mask, H, scale, iterations)
+        if refined is not None:
+            candidates.append(refined)
+    scored = [(_outline_iou(q_mask, ref_mask, H, scale), i, H) for i, H in enumerate(candidates)]
+    best = max(scored, key=lambda t: (t[0], -t[1]))
+    if perspective:
+        # A last homography step for the camera's perspective, kept only when it clearly helps (a full
+        # homography could also bend the outline over a genuinely missing chunk).
+        H = _ecc_outline(q_mask, ref_mask, best[2], scale, iterations, cv2.MOTION_HOMOGRAPHY)
+        if H is not None:
+            iou = _outline_iou(q_mask, ref_mask, H, scale)
+            if iou > best[0] + perspective_gain:
+                return H
+    return best[2]
+
+
+def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndarray, ref_mask: np.ndarray,
+                         query_to_ref: np.ndarray, threshold: float = 0.5, min_area: int = 60,
+                         refine: bool = True, min_depth: float = 0.03, min_missing_share: float = 0.005,
+                         bench_check: bool = True, min_missing_colour: float = 0.25) -> DifferenceResult:
+    """``refine``: refine the alignment on the outlines first. ``min_depth``: a missing part must reach this
+    far into the reference outline (distance to its edge, x the outline's shorter side); thinner ones
+    are alignment slivers along the edge and are reported as damage of low score, not as missing parts."""
+    h, w = q_mask.shape
+    if refine:
+        query_to_ref = refine_outline(q_mask, ref_mask, query_to_ref)
     Hinv = np.linalg.inv(query_to_ref)
     ref_w = cv2.warpPerspective(ref_img, Hinv, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
     ref_m = cv2.warpPerspective(ref_mask, Hinv, (w, h), flags=cv2.INTER_NEAREST)
@@ -56,7 +137,10 @@ def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndar
         return DifferenceResult(heat, ())
     # Work on the product's bounding box only: most of a frame is bench.
     x, y, bw, bh = cv2.boundingRect(((q_mask > 0) | (ref_m > 0)).astype(np.uint8))
-    sl = np.s_[y:y + bh, x:x + bw]
+    # A margin, so the morphology below sees bench around the outline (at the crop's edge an opening
+    # keeps any sliver: erosion treats outside the image as foreground).
+    x0, y0 = max(0, x - 8), max(0, y - 8)
+    sl = np.s_[y0:min(h, y + bh + 8), x0:min(w, x + bw + 8)]
     q = cv2.GaussianBlur(q_img[sl], (0, 0), 1.2).astype(np.float32)
     r = cv2.GaussianBlur(ref_w[sl], (0, 0), 1.2).astype(np.float32)
     inner = cv2.erode(both[sl].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
@@ -77,21 +161,52 @@ def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndar
     region[both[sl]] = local[both[sl]]
     missing = (ref_m[sl] > 0) & ~(cv2.dilate(q_mask[sl], np.ones((9, 9), np.uint8)) > 0)
     missing = cv2.morphologyEx(missing.astype(np.uint8), cv2.MORPH_OPEN, np.ones((7, 7), np.uint8)) > 0
+    if min_depth > 0 and missing.any():
+        # Depth of each missing blob: how far it reaches into the reference outline.
+        depth = cv2.distanceTransform((ref_m[sl] > 0).astype(np.uint8), cv2.DIST_L2, 5)
+        rx, ry, rw, rh = cv2.boundingRect((ref_m > 0).astype(np.uint8))
+        need = min_depth * min(rw, rh)
+        n_m, lab_m = cv2.connectedComponents(missing.astype(np.uint8))
+        bench_like = _bench_like(q_img)[sl] if bench_check else None
+        for i in range(1, n_m):
+            blob = lab_m == i
+            if depth[blob].max() < need:
+                missing[blob] = False
+            elif bench_like is not None and bench_like[blob].mean() < 0.5:
+                # What shows there is not the bench: the part is there and only its segmentation dropped it
+                # (a foot apart from the body): not missing.
+                missing[blob] = False
+            elif bench_check and float(np.median(colour[blob])) < min_missing_colour:
+                # What shows there has the reference's colour (a seal strip as pale as the bench, shaded
+                # into the bench's grey): the part is there, not missing.
+                missing[blob] = False
     region[missing] = 1.0
     heat[sl] = region
     heat = cv2.GaussianBlur(heat, (0, 0), 2.0)
     area = max(1.0, float((ref_m > 0).sum()))
     regions = []
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((heat > threshold).astype(np.uint8))
     miss_full = np.zeros((h, w), bool)
     miss_full[sl] = missing
+    # Missing parts come from the outline comparison itself, so a missing chunk that touches a differing
+    # area (the heat map joins them into one blob) is still reported as missing. One smaller than
+    # min_missing_share of the outline is within what alignment leaves at the edge: not a finding.
+    n_m, lab_m, st_m, _ = cv2.connectedComponentsWithStats(miss_full.astype(np.uint8))
+    for i in range(1, n_m):
+        x0, y0, ww, hh, a = st_m[i]
+        if a < min_area or a / area < min_missing_share:
+            continue
+        blob = lab_m == i
+        regions.append(DifferenceRegion((float(x0), float(y0), float(x0 + ww), float(y0 + hh)),
+                                        float(heat[blob].mean()), "missing_part", a / area))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((heat > threshold).astype(np.uint8))
     for i in range(1, n):
         x0, y0, ww, hh, a = stats[i]
         if a < min_area:
             continue
         blob = labels == i
-        kind = "missing_part" if miss_full[blob].mean() > 0.5 else "damage"
+        if miss_full[blob].mean() > 0.5:
+            continue  # a missing part (above), or an edge sliver too small to be one
         regions.append(DifferenceRegion((float(x0), float(y0), float(x0 + ww), float(y0 + hh)),
-                                        float(heat[blob].mean()), kind, a / area))
+                                        float(heat[blob].mean()), "damage", a / area))
     regions.sort(key=lambda r: -r.score)
     return DifferenceResult(heat, tuple(regions))

@@ -1,0 +1,91 @@
+"""Reference difference on the station camera's genuine items: outline refinement, and what counts as a
+missing part (deep enough, bench showing where the reference has product)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from vision.camera import StagedItem, SyntheticCamera
+from vision.catalogue import SAMPLE_VIEWS
+from vision.compare import CatalogueComparer
+from vision.difference import _bench_like, refine_outline, reference_difference
+from vision.evaluate import eval_style, paint_missing_part
+from vision.synth import render_item
+from vision.catalogue import SAMPLE_SKUS
+
+
+@pytest.fixture(scope="module")
+def comparer(tmp_path_factory):
+    from vision.catalogue import build_sample_catalogue
+
+    return CatalogueComparer(build_sample_catalogue(tmp_path_factory.mktemp("cat")), difference=True)
+
+
+def _outline_iou(q, r, H):
+    h, w = q.shape
+    warped = cv2.warpPerspective(r, np.linalg.inv(H), (w, h), flags=cv2.INTER_NEAREST) > 0
+    return ((q > 0) & warped).sum() / ((q > 0) | warped).sum()
+
+
+def test_refine_outline_recovers_a_misaligned_transform():
+    ref = np.zeros((400, 400), np.uint8)
+    cv2.rectangle(ref, (100, 80), (300, 330), 255, -1)
+    cv2.circle(ref, (300, 80), 40, 255, -1)
+    true = np.array([[0.9, 0.05, 30], [-0.04, 0.95, 12], [0, 0, 1]])  # query -> reference
+    query = cv2.warpPerspective(ref, np.linalg.inv(true), (400, 400), flags=cv2.INTER_NEAREST)
+    off = true @ np.array([[1.06, 0, -15], [0, 0.95, 10], [0, 0, 1]])  # a few pixels off, as the 96 px frame leaves it
+    assert _outline_iou(query, ref, off) < 0.93
+    assert _outline_iou(query, ref, refine_outline(query, ref, off)) > 0.98
+
+
+def test_bench_like_separates_bench_and_shadow_from_product():
+    img = np.full((100, 100, 3), 200, np.uint8)
+    img[10:30, 10:30] = (140, 140, 140)  # cast shadow: darker, neutral
+    img[40:60, 40:60] = (60, 120, 170)  # a brown product
+    img[70:90, 70:90] = (250, 250, 245)  # a pale label, brighter than the bench
+    m = _bench_like(img)
+    assert m[5, 5] and m[20, 20] and not m[50, 50] and not m[80, 80]
+
+
+@pytest.mark.parametrize("sku", ["GAD-EARBUD-X2", "TOY-BEAR-S", "HH-KETTLE-1L", "GAD-SPEAKER-M", "BTL-FEED-240"])
+def test_genuine_items_raise_no_missing_part(comparer, sku):
+    """These five raised a false missing_part before the outline refinement (seeds 0-3 of the station
+    camera, docs/vision.md); each must now pass clean on all three views."""
+    cam = SyntheticCamera(640, 480, 7)
+    seed = {"GAD-EARBUD-X2": 2, "TOY-BEAR-S": 1, "HH-KETTLE-1L": 2, "GAD-SPEAKER-M": 2, "BTL-FEED-240": 2}[sku]
+    cam.stage(StagedItem(sku, {}, seed))
+    frames = [cam.capture(v) for v in SAMPLE_VIEWS]
+    res = comparer.compare(comparer.catalogue.get(sku), frames)
+    assert not [f for f in res.findings if f.kind == "missing_part"], res.details.get("differences")
+
+
+@pytest.mark.parametrize("k", [0, 2, 14, 26])
+def test_painted_missing_part_is_still_found(comparer, k):
+    """Painted missing parts of the difference bench (vision/evaluate.py, view k) stay missing_part regions."""
+    s = SAMPLE_SKUS[k % len(SAMPLE_SKUS)]
+    rng = np.random.default_rng([k, 5151])
+    item = render_item(rng, s.look, (), eval_style(False), "front")
+    img, gone = paint_missing_part(rng, item.image, item.product_mask)
+    res = comparer.difference_for(comparer.prepare(img), s.sku)
+    found = [r for r in res.regions if r.kind == "missing_part"]
+    assert any(gone[int(r.box_xyxy[1]):int(r.box_xyxy[3]), int(r.box_xyxy[0]):int(r.box_xyxy[2])].any()
+               for r in found), [r.to_json() for r in res.regions]
+
+
+def test_a_thin_edge_sliver_is_not_a_missing_part():
+    ref_img = np.full((300, 300, 3), 200, np.uint8)
+    ref_mask = np.zeros((300, 300), np.uint8)
+    cv2.rectangle(ref_mask, (60, 60), (240, 240), 255, -1)
+    ref_img[ref_mask > 0] = (40, 90, 160)
+    q_mask = ref_mask.copy()
+    q_mask[:, 232:] = 0  # the outline ends 9 px short along one side: alignment, not a lost part
+    q_img = ref_img.copy()
+    q_img[(ref_mask > 0) & (q_mask == 0)] = 200
+    res = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False)
+    assert not [r for r in res.regions if r.kind == "missing_part"]
+    q_mask[60:140, 170:] = 0  # a real chunk gone: 70 x 80 px
+    q_img[(ref_mask > 0) & (q_mask == 0)] = 200
+    res = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False)
+    assert [r for r in res.regions if r.kind == "missing_part"]
