@@ -28,7 +28,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @app.command()
     def gui(
-        language: Annotated[str, typer.Option("--language", "-l", help="en or zh_CN")] = "en",
+        language: Annotated[Optional[str], typer.Option(
+            "--language", "-l", help="en or zh_CN (default: the one chosen in settings, else en)")] = None,
         screenshots: Annotated[Optional[Path], typer.Option(
             help="write bench/queue/dashboard screenshots in both languages into this folder and exit "
                  "(uses a fresh temporary data dir with simulated returns)")] = None,
@@ -36,10 +37,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         data_dir: DataDirOpt = None,
     ) -> None:
         """The desktop app: inspector bench, review queue, dashboard (built-in defaults: simulated camera)."""
-        if language not in ("en", "zh_CN"):
+        if language is not None and language not in ("en", "zh_CN"):
             fail(f"unknown language {language!r}: use en or zh_CN")
         cfg = _config(config, data_dir)
-        raise typer.Exit(_ui("app").run_gui(cfg, language, screenshots))
+        raise typer.Exit(_ui("app").run_gui(cfg, language, screenshots, config_path=config))
 
     @bench_app.command("ui")
     def bench_ui(

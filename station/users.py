@@ -40,14 +40,16 @@ class Permission(StrEnum):
     REVIEW_QUEUE = "review_queue"
     DASHBOARD = "dashboard"
     MANAGE_USERS = "manage_users"
+    CALIBRATE = "calibrate"  # run the calibration wizard and store calibration profiles
+    EDIT_SETTINGS = "edit_settings"  # read and change the station's config file
 
 
 _INSPECTOR = frozenset({Permission.INSPECT, Permission.OVERRIDE, Permission.DASHBOARD})
-_SUPERVISOR = _INSPECTOR | {Permission.APPROVE_FLAGGED, Permission.REVIEW_QUEUE}
+_SUPERVISOR = _INSPECTOR | {Permission.APPROVE_FLAGGED, Permission.REVIEW_QUEUE, Permission.CALIBRATE}
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.INSPECTOR: _INSPECTOR,
     Role.SUPERVISOR: frozenset(_SUPERVISOR),
-    Role.ADMIN: frozenset(_SUPERVISOR | {Permission.MANAGE_USERS}),
+    Role.ADMIN: frozenset(_SUPERVISOR | {Permission.MANAGE_USERS, Permission.EDIT_SETTINGS}),
 }
 
 # Why an inspector or supervisor changed what the station proposed. Stored as "<code>: <comment>".

@@ -8,6 +8,7 @@ from PyQt6.QtWidgets import (QAbstractButton, QComboBox, QGroupBox, QLabel, QLin
                              QWidget)
 
 from station.users import OVERRIDE_REASONS
+from station.users import Role, User
 from tests.ui_support import WAIT_MS, login, make_window, scan_and_capture, seed_flagged
 from ui import i18n
 from ui.i18n_zh import ZH
@@ -15,7 +16,9 @@ from ui.scan import format_rma
 from station.domain import ReturnReason, ReturnRequest
 
 # Tokens that are the same in both languages: rule ids, ids and codes with digits, units, grade letters.
-_DATA = re.compile(r"[A-Z]+(?:-[A-Z0-9]+)+|\S*\d\S*|ΔE00|SKU|PIN|F\d+|Esc|\b[A-D]\b")
+# Config paths in validation problems ("quality.max_mean:") are data too: they name the key in the file; so are
+# names of products and standards (ColorChecker, sRGB, ArUco, ONNX, OpenCV, Modbus RTU), kept as they are in Chinese.
+_DATA = re.compile(r"[A-Z]+(?:-[A-Z0-9]+)+|\S*\d\S*|ΔE00|SKU|PIN|F\d+|Esc|ColorChecker Classic|sRGB|ArUco|ONNX|OpenCV|Modbus RTU|PLC|URL|\b[A-D]\b|\b[a-z_]+(?:\.[a-z_]+)+:")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
@@ -113,3 +116,46 @@ def test_checker_flags_english_and_ignores_data(qtbot):
     assert untranslated(w) == []
     QLabel("Approve", w)
     assert [t for _, t in untranslated(w)] == ["Approve"]
+
+
+def test_settings_calibration_and_status_bar_are_translated(qtbot, data_dir, tmp_path):
+    """The admin-only screens, filled: settings with a problem at each kind of field, calibration results
+    with a saved profile and lighting drift."""
+    import cv2
+    import numpy as np
+
+    from calibration.chart import render_chart_scene
+
+    chart = tmp_path / "chart.png"
+    cv2.imwrite(str(chart), render_chart_scene(np.random.default_rng(5), illuminant_gain_rgb=(1.2, 1.0, 0.75)))
+    win = make_window(qtbot, data_dir)
+    try:
+        win.ctx.set_user(User("boss", Role.ADMIN))
+        cal, settings = win.calibration, win.settings
+        cal.load_chart_file(chart)
+        qtbot.waitUntil(lambda: cal.colour is not None, timeout=WAIT_MS)
+        cal.save_profile()
+        qtbot.waitUntil(lambda: cal.saved_path is not None, timeout=WAIT_MS)
+        cal.check_quality()
+        qtbot.waitUntil(lambda: cal.quality is not None, timeout=WAIT_MS)
+        assert cal.quality.level_drift  # the drift lines are on screen for the walk below
+        qtbot.waitUntil(lambda: settings.loaded, timeout=WAIT_MS)
+        for key, value in (("quality.max_mean", "999"), ("quality.min_mean", "dark"),
+                           ("comparer.identity_threshold", "-1"), ("conveyor.type", "modbus")):
+            settings.set_value(key, value)
+        settings.save()
+        qtbot.waitUntil(lambda: len(settings.problems) == 4, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: win.station_status is not None, timeout=WAIT_MS)
+        win._progress("Exporting evidence", 1, 3)  # as a long export shows it
+        assert untranslated(win), "the English UI must show Latin text, or the check below proves nothing"
+
+        win.set_language("zh_CN")
+        for page in (cal, settings):
+            win.tabs.setCurrentWidget(page)
+            left = untranslated(win)
+            assert left == [], f"untranslated on {page.objectName()}: {left}"
+        assert settings.field_problems["quality.max_mean"].text() == "quality.max_mean: 不得大于 255"
+        assert win.progress_label.text() == "正在导出证据包"
+        assert i18n.missing() == set(), f"strings without a zh_CN entry: {sorted(i18n.missing())}"
+    finally:
+        i18n.set_language("en")

@@ -53,3 +53,25 @@ def test_wrong_pin_is_refused(qtbot, data_dir):
     qtbot.waitUntil(lambda: win.login.error.text() != "", timeout=WAIT_MS)
     assert win.ctx.user is None and "wrong PIN" in win.login.error.text()
     assert win.stack.currentWidget() is win.login
+
+
+def test_evidence_export_reports_progress_to_the_status_bar(qtbot, data_dir):
+    import zipfile
+
+    seed_flagged(data_dir, "ORD-Q-4")
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "supervisor", "2222")
+    queue = win.queue
+    win.tabs.setCurrentWidget(queue)
+    qtbot.waitUntil(lambda: queue.select_order("ORD-Q-4"), timeout=WAIT_MS)
+    seen = []
+    win.ctx.jobs.progress.connect(lambda what, done, total: seen.append((what, done, total)))
+    win.ctx.jobs.progress.connect(lambda *_: seen.append(("bar visible", win.progress.isVisible(), 0)))
+    qtbot.mouseClick(queue.export_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Evidence written to" in win.statusBar().currentMessage(), timeout=WAIT_MS)
+    steps = [(d, t) for w, d, t in seen if w == "Exporting evidence"]
+    assert steps == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # records, then each of the 3 views
+    assert ("bar visible", True, 0) in seen and not win.progress.isVisible()  # shown while running, then gone
+    (zip_path,) = (data_dir / "evidence").glob("ORD-Q-4-*.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        assert sum(n.startswith("images/") for n in zf.namelist()) == 3 and "records.json" in zf.namelist()

@@ -13,11 +13,13 @@ from station.domain import Frame, ReturnReason, ReturnRequest
 WAIT_MS = 60000
 
 
-def make_window(qtbot, data_dir, language="en"):
+def make_window(qtbot, data_dir, language="en", config=None, config_path=None):
+    """The real window on ``data_dir`` (or on ``config``, started from ``config_path``), booted and shown."""
     from ui.app import build_window, make_app
 
     make_app()
-    win = build_window(StationConfig(station=StationSection(data_dir=data_dir)), language)
+    config = config or StationConfig(station=StationSection(data_dir=data_dir))
+    win = build_window(config, language, config_path)
     qtbot.addWidget(win)
     win.resize(1400, 900)
     win.show()

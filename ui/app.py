@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import Qt, QTimer
 from PyQt6.QtGui import QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QApplication, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMainWindow,
                              QProgressBar, QPushButton, QStackedWidget, QStatusBar, QTabWidget, QVBoxLayout, QWidget)
@@ -17,11 +17,17 @@ from station.config import StationConfig
 from station.users import AuthError, Permission
 from ui import i18n
 from ui.bench import BenchPage
+from ui.calibration import CalibrationPage
 from ui.context import StationContext
 from ui.dashboard import DashboardPage
 from ui.i18n import LANGUAGES, name, tr
 from ui.queue import QueuePage
+from ui.settings import SettingsPage
+from ui.settings_store import read_ui_language, save_ui_language
+from ui.status import StationStatus, alarm, hardware_text, read_station_status, sync_text
 from ui.theme import STYLE
+
+STATUS_MS = 2000  # hardware and sync state, read on the worker
 
 
 class LoginPage(QWidget):
@@ -141,11 +147,15 @@ class MainWindow(QMainWindow):
         self.bench = BenchPage(ctx)
         self.queue = QueuePage(ctx)
         self.dashboard = DashboardPage(ctx)
+        self.calibration = CalibrationPage(ctx)
+        self.settings = SettingsPage(ctx)
         self.tabs = QTabWidget()
         self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.tabs.addTab(self.bench, "")
         self.tabs.addTab(self.queue, "")
         self.tabs.addTab(self.dashboard, "")
+        self.tabs.addTab(self.calibration, "")
+        self.tabs.addTab(self.settings, "")
         self.tabs.currentChanged.connect(self._tab_changed)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.login)
@@ -159,18 +169,38 @@ class MainWindow(QMainWindow):
         self.status = QStatusBar()
         self.setStatusBar(self.status)
         self.hw = QLabel()
+        self.hw.setObjectName("hardwareStatus")
+        self.sync = QLabel()
+        self.sync.setObjectName("syncStatus")
         self.busy = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("progress")
+        self.progress.setMaximumWidth(220)
+        self.progress.setVisible(False)
+        self.progress_label = QLabel()
+        self.progress_label.setVisible(False)
+        self.status.addPermanentWidget(self.progress_label)
+        self.status.addPermanentWidget(self.progress)
         self.status.addPermanentWidget(self.busy)
         self.status.addPermanentWidget(self.hw)
-        for page in (self.bench, self.queue):
+        self.status.addPermanentWidget(self.sync)
+        for page in (self.bench, self.queue, self.calibration, self.settings):
             page.message.connect(lambda text: self.status.showMessage(text, 8000))
+        self.settings.language_chosen.connect(self._language_chosen)
         ctx.jobs.error.connect(lambda exc: self.status.showMessage(str(exc), 8000))
         ctx.jobs.busy_changed.connect(self._busy)
+        ctx.jobs.progress.connect(self._progress)
+        self.station_status: StationStatus | None = None
+        self._status_loading = False
+        self._progress_what = ""
+        self.status_timer = QTimer(self)
+        self.status_timer.setInterval(STATUS_MS)
+        self.status_timer.timeout.connect(self.refresh_status)
         ctx.station_ready.connect(self._ready)
         ctx.boot_failed.connect(self._boot_failed)
         ctx.user_changed.connect(self._user_changed)
         ctx.records_changed.connect(self._records_changed)
-        for i, key in enumerate(("Ctrl+1", "Ctrl+2", "Ctrl+3")):
+        for i, key in enumerate(("Ctrl+1", "Ctrl+2", "Ctrl+3", "Ctrl+4", "Ctrl+5")):
             QShortcut(QKeySequence(key), self, activated=lambda i=i: self._go(i))
         self._busy_now = False
         self._boot_error = ""
@@ -184,7 +214,50 @@ class MainWindow(QMainWindow):
     def _ready(self) -> None:
         self.login.set_ready(True)
         self.dashboard.start()
+        self.status_timer.start()
+        self.refresh_status()
         self.retranslate()
+
+    def refresh_status(self) -> None:
+        """Hardware and sync state, read on the worker; the UI thread only sets the labels."""
+        if self.ctx.station is None or self._status_loading:
+            return
+        self._status_loading = True
+        station = self.ctx.station
+
+        def done(st):
+            self._status_loading = False
+            self.station_status = st
+            self._render_status()
+
+        def failed(exc):
+            self._status_loading = False
+            self.status.showMessage(str(exc), 8000)
+
+        self.ctx.jobs.submit(lambda: read_station_status(station), done, failed)
+
+    def _render_status(self) -> None:
+        st = self.station_status
+        self.hw.setText(hardware_text(st))
+        self.hw.setProperty("state", "bad" if alarm(st) else "")
+        self.hw.style().unpolish(self.hw)
+        self.hw.style().polish(self.hw)
+        self.sync.setText(sync_text(self.ctx.config.sync.url is not None, st.sync if st else None))
+
+    def _progress(self, what: str, done: int, total: int) -> None:
+        finished = total <= 0 or done >= total
+        self._progress_what = "" if finished else what
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, max(total, 1)))
+        self.progress.setVisible(not finished)
+        self.progress_label.setVisible(not finished)
+        self.progress_label.setText(tr(what) if what else "")
+
+    def _language_chosen(self, lang: str) -> None:
+        self.set_language(lang)
+        data_dir = self.ctx.config.station.data_dir
+        self.ctx.jobs.submit(lambda: save_ui_language(data_dir, lang), None,
+                             lambda exc: self.status.showMessage(str(exc), 8000))
 
     def _boot_failed(self, message: str) -> None:
         self._boot_error = message
@@ -200,11 +273,14 @@ class MainWindow(QMainWindow):
         else:
             self.tabs.setTabEnabled(1, user.can(Permission.REVIEW_QUEUE))
             self.tabs.setTabEnabled(2, user.can(Permission.DASHBOARD))
+            self.tabs.setTabEnabled(3, user.can(Permission.CALIBRATE))
+            self.tabs.setTabEnabled(4, user.can(Permission.EDIT_SETTINGS))
             self.stack.setCurrentWidget(self.tabs)
             self.tabs.setCurrentIndex(0)
             self.bench.scan.setFocus()
             if user.can(Permission.REVIEW_QUEUE):
                 self.queue.refresh()
+        self.settings.user_changed(user)
         self.retranslate()
 
     def _tab_changed(self, index: int) -> None:
@@ -214,6 +290,8 @@ class MainWindow(QMainWindow):
             self.dashboard.refresh()
         elif self.tabs.widget(index) is self.bench:
             self.bench.scan.setFocus()
+        elif self.tabs.widget(index) is self.settings and not self.settings.loaded:
+            self.settings.load()
 
     def _records_changed(self) -> None:
         self.dashboard.refresh()
@@ -244,16 +322,19 @@ class MainWindow(QMainWindow):
         self.tabs.setTabText(1, tr("Review queue"))
         self.tabs.setTabText(2, tr("Dashboard"))
         self.tabs.setTabToolTip(1, tr("Supervisors only"))
-        sim = self.ctx.simulated
-        self.hw.setText(tr("Camera: {camera} · Conveyor: {conveyor} · Scanner: keyboard wedge · E-stop: not fitted",
-                           camera=tr("simulated") if sim else tr("connected"),
-                           conveyor=tr("simulated") if cfg.conveyor.type == "simulated" else tr("bench totes")))
+        self.tabs.setTabText(3, tr("Calibration"))
+        self.tabs.setTabToolTip(3, tr("Supervisors and administrators"))
+        self.tabs.setTabText(4, tr("Settings"))
+        self.tabs.setTabToolTip(4, tr("Administrators only"))
+        self._render_status()
+        self.progress_label.setText(tr(self._progress_what) if self._progress_what else "")
         self.busy.setText(tr("Working...") if self._busy_now else "")
-        for page in (self.login, self.bench, self.queue, self.dashboard):
+        for page in (self.login, self.bench, self.queue, self.dashboard, self.calibration, self.settings):
             page.retranslate()
 
     def closeEvent(self, event) -> None:
         self.dashboard.timer.stop()
+        self.status_timer.stop()
         self.ctx.shutdown()
         super().closeEvent(event)
 
@@ -267,23 +348,30 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def build_window(config: StationConfig, language: str = "en") -> MainWindow:
-    """Create the window and start booting the station on the worker (returns at once)."""
+def build_window(config: StationConfig, language: str = "en", config_path: Path | None = None) -> MainWindow:
+    """Create the window and start booting the station on the worker (returns at once). ``config_path`` is
+    the TOML the station was started with: the settings page saves there (else ``<data_dir>/station.toml``)."""
     i18n.set_language(language)
-    ctx = StationContext(config)
+    ctx = StationContext(config, config_path=config_path)
     win = MainWindow(ctx)
     win.set_language(language)
     ctx.boot()
     return win
 
 
-def run_gui(config: StationConfig, language: str = "en", screenshots: Path | None = None) -> int:
+def run_gui(config: StationConfig, language: str | None = "en", screenshots: Path | None = None,
+            config_path: Path | None = None) -> int:
+    """``language=None``: the one chosen in settings (``<data_dir>/ui.toml``), else English."""
     app = make_app()
     if screenshots is not None:
         from ui.screenshots import take_screenshots
 
         return take_screenshots(app, config, Path(screenshots))
-    win = build_window(config, language)
+    if language is None:
+        language = read_ui_language(config.station.data_dir) or "en"
+        if language not in LANGUAGES:
+            language = "en"
+    win = build_window(config, language, config_path)
     win.resize(1600, 1000)
     win.show()
     return app.exec()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PyQt6.QtCore import QObject, pyqtSignal
@@ -43,9 +44,10 @@ class StationContext(QObject):
     user_changed = pyqtSignal(object)
     records_changed = pyqtSignal()  # an inspection or override was written
 
-    def __init__(self, config: StationConfig, parent: QObject | None = None) -> None:
+    def __init__(self, config: StationConfig, parent: QObject | None = None, config_path: Path | None = None) -> None:
         super().__init__(parent)
         self.config = config
+        self.config_path = config_path  # the TOML the station was started with (settings save there)
         self.jobs = Jobs(self)
         self.station: "Station | None" = None
         self.users: UserStore | None = None

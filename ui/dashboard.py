@@ -12,6 +12,7 @@ from station.domain import Party
 from ui.context import StationContext
 from ui.i18n import name, tr
 from ui.stats import DashboardStats, dashboard_stats
+from ui.status import sync_text
 
 REFRESH_MS = 5000
 
@@ -121,7 +122,7 @@ class DashboardPage(QWidget):
             return
         self.summary.setText(tr("{total} items · {review} awaiting review · {overrides} overrides",
                                 total=s.total_items, review=s.awaiting_review, overrides=s.overrides))
-        self.sync.setText(tr("Sync: offline (no platform configured) · {n} records pending", n=s.pending_sync))
+        self.sync.setText(sync_text(self.ctx.config.sync.url is not None, s.sync))
         c = self.charts
         c["per_hour"].set_data([h for h, _ in s.per_hour], [n for _, n in s.per_hour])
         c["grades"].set_data(list(s.grades), list(s.grades.values()))

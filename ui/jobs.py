@@ -32,6 +32,7 @@ class Jobs(QObject):
     _request = pyqtSignal(int, object)
     busy_changed = pyqtSignal(bool)
     error = pyqtSignal(object)  # errors without their own handler
+    progress = pyqtSignal(str, int, int)  # (what, done, total) from long work; delivered on the UI thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -60,6 +61,11 @@ class Jobs(QObject):
         self._thread.wait(timeout_ms)
         self._thread = None
         self._worker = None
+
+    def reporter(self, what: str) -> Callable[[int, int], None]:
+        """A ``progress(done, total)`` callable for work running on the worker: each call emits ``progress``,
+        which Qt queues to the UI thread (the receiver lives there)."""
+        return lambda done, total: self.progress.emit(what, int(done), int(total))
 
     def pending(self) -> int:
         return len(self._callbacks)

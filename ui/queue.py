@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import cv2
 from PyQt6.QtCore import Qt, pyqtSignal
@@ -22,6 +23,7 @@ from ui.i18n import name, rule_text, tr
 from ui.images import thumbnail, to_qimage
 from ui.widgets import ImageTile, OverrideDialog, data_label
 
+EXPORT_PROGRESS = "Exporting evidence"
 AGES = (("Any age", None, None), ("Older than 1 h", 1.0, None), ("Older than 24 h", 24.0, None),
         ("Last hour", None, 1.0))
 COLUMNS = ("Age", "Order", "SKU", "Brand", "Streamer", "Reason", "Grade", "Proposed", "Why flagged")
@@ -364,28 +366,41 @@ class QueuePage(QWidget):
         if item is None:
             return
         out_dir = ctx.config.station.data_dir / "evidence"
+        progress = ctx.jobs.reporter(EXPORT_PROGRESS)
 
         def work() -> Path:
-            return export_evidence(ctx.station.store, item.record_id, out_dir)
+            return export_evidence(ctx.station.store, item.record_id, out_dir, progress)
 
         self.ctx.jobs.submit(work, lambda p: self.message.emit(tr("Evidence written to {path}", path=str(p))),
                              lambda exc: self.message.emit(str(exc)))
 
 
-def export_evidence(store, record_id: str, out_dir: Path) -> Path:
-    """A zip with every record of the order and unit (JSON) and the images they point to."""
+def export_evidence(store, record_id: str, out_dir: Path,
+                    progress: Callable[[int, int], None] | None = None) -> Path:
+    """A zip with every record of the order and unit (JSON) and the images they point to. ``progress(done,
+    total)`` is called after the records and after each image (total = images + 1)."""
     row = store.get(record_id)
     rows = list(store.rows("WHERE order_id = ? OR (unit_code IS NOT NULL AND unit_code = ?)",
                            (row["order_id"], row["unit_code"])))
+    images = [img for r in rows for img in r["images"]]
+    total = len(images) + 1
+    report = progress or (lambda done, total: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{row['order_id']}-{record_id[:8]}.zip"
     tmp = path.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("records.json", json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-        for r in rows:
-            for img in r["images"]:
+    report(0, total)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("records.json", json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+            report(1, total)
+            for i, img in enumerate(images, start=2):
                 zf.write(store.image_path(img["sha256"]), f"images/{img['view']}-{img['sha256'][:12]}.png")
-    tmp.replace(path)
+                report(i, total)
+        tmp.replace(path)
+    except BaseException:
+        report(total, total)  # the bar goes away on failure too
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

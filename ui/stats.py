@@ -7,6 +7,8 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from station.sync import SyncStatus, read_status
+
 
 @dataclass(frozen=True, slots=True)
 class DashboardStats:
@@ -20,7 +22,8 @@ class DashboardStats:
     liability: dict[str, float]  # party -> sum of shares (returns' worth of liability)
     top_brands: tuple[tuple[str, int], ...]  # brand -> returns attributed to the brand
     top_streamers: tuple[tuple[str, int], ...]
-    pending_sync: int
+    pending_sync: int  # records in the outbox not yet acknowledged by the platform
+    sync: SyncStatus | None = None
 
 
 def dashboard_stats(store, now: dt.datetime | None = None, hours: int = 12, top: int = 5) -> DashboardStats:
@@ -65,5 +68,5 @@ def dashboard_stats(store, now: dt.datetime | None = None, hours: int = 12, top:
         grades={g: grades.get(g, 0) for g in "ABCD"}, dispositions=dict(disps.most_common()),
         pareto=tuple(pareto.most_common()), liability=dict(liability),
         top_brands=tuple(brands.most_common(top)), top_streamers=tuple(streamers.most_common(top)),
-        pending_sync=store.count(),
+        pending_sync=store.pending_count(), sync=read_status(store),
     )

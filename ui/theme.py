@@ -22,4 +22,7 @@ QLabel#loginError { color: #b00020; font-weight: bold; }
 QLabel#summary { font-size: 17pt; font-weight: bold; }
 QPushButton { padding: 6px 14px; }
 QTableWidget { font-size: 13pt; }
+QStatusBar QLabel, QStatusBar QProgressBar { font-size: 12pt; }
+QLabel#hardwareStatus[state="bad"] { color: #fff; background: #b00020; font-weight: bold; padding: 0 6px; }
+QLabel#fieldProblem { font-size: 13pt; }
 """
