@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from station.config import (
     SyntheticCameraConfig,
 )
 from station.pipeline import InspectionPipeline, LaneRouter
-from station.records import StationStore
+from station.records import StationStore, StoreError
 from station.rules import RuleSet, RulesEngine
+from station.sync import BackgroundSync, SyncError, settings_from_config
 from vision.camera import FolderCamera, OpenCVCamera, SyntheticCamera
 from vision.catalogue import Catalogue, build_sample_catalogue
 from vision.compare import BasicComparer, CatalogueComparer
@@ -63,7 +65,13 @@ def make_conveyor(cfg: StationConfig):
 def make_detector(cfg: StationConfig) -> OnnxYoloDetector:
     det = cfg.detector
     if isinstance(det, OnnxDetectorConfig):
-        return OnnxYoloDetector(det.model, det.confidence, det.iou, det.threads).load()
+        if cfg.models.registry or cfg.models.shadow:
+            from station.learning import registry_detector
+
+            registered = registry_detector(cfg)  # the registry's active version (and shadow), if any
+            if registered is not None:
+                return registered
+        return OnnxYoloDetector(det.model, det.confidence, det.iou, det.threads, det.input_size).load()
     raise AssertionError(f"unhandled detector type {det!r}")
 
 
@@ -71,7 +79,52 @@ def make_comparer(cfg: StationConfig, catalogue: Catalogue):
     c = cfg.comparer
     if c.type == "basic":
         return BasicComparer(catalogue, c.identity_threshold, c.bench_grey)
-    return CatalogueComparer(catalogue, c.identity_threshold, c.bench_grey, difference=c.reference_difference)
+    mm_per_px, intrinsics = calibrated_scale(cfg)
+    return CatalogueComparer(catalogue, c.identity_threshold, c.bench_grey, difference=c.reference_difference,
+                             mm_per_px=mm_per_px, intrinsics=intrinsics)
+
+
+def calibrated_scale(cfg: StationConfig):
+    """(mm per pixel, intrinsics) from the stored scale and intrinsics profiles of ``calibration.camera_id``;
+    (None, None) when there is no scale profile (no size check). A broken profile is logged, never fatal."""
+    from calibration.intrinsics import Intrinsics
+    from calibration.profiles import load_profile
+
+    data_dir, cam = cfg.station.data_dir, cfg.calibration.camera_id
+    try:
+        scale = load_profile(data_dir, "scale", cam)
+        if scale is None:
+            return None, None
+        intr = load_profile(data_dir, "intrinsics", cam)
+        intrinsics = Intrinsics.from_json(intr["data"]) if intr is not None and scale["data"].get("undistorted") else None
+        return float(scale["data"]["mm_per_px"]), intrinsics
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logging.getLogger(__name__).warning("scale profile for camera %s unusable, no size check: %s", cam, exc)
+        return None, None
+
+
+def calibration_warnings(cfg: StationConfig, camera=None) -> tuple[str, ...]:
+    """The start-up check (calibration/startup.py): stale profiles, and bench lighting drift from one check
+    frame when the camera is a live OpenCV one (a replay or synthetic camera is never consumed). Never raises."""
+    from calibration.startup import startup_check
+
+    c = cfg.calibration
+    frame = None
+    live = isinstance(camera, OpenCVCamera) and (isinstance(camera.source, int) or str(camera.source).startswith(
+        ("rtsp://", "http://", "https://", "/dev/")))  # a video file would lose its first frame
+    if c.check_frame_at_boot and live:
+        try:
+            frame = camera.capture("calibration_check").image
+        except Exception as exc:  # noqa: BLE001 - a camera problem here must not stop the boot
+            logging.getLogger(__name__).warning("no start-up check frame: %s", exc)
+    try:
+        check = startup_check(cfg.station.data_dir, c.camera_id, c.max_profile_age_days, frame,
+                              level_tolerance=c.lighting_level_tolerance, balance_tolerance=c.white_balance_tolerance)
+    except Exception as exc:  # noqa: BLE001 - the check is advice; boot goes on
+        return (f"calibration check failed: {exc}",)
+    for w in check.warnings:
+        logging.getLogger(__name__).warning("calibration: %s", w)
+    return check.warnings
 
 
 @dataclass(slots=True)
@@ -82,8 +135,14 @@ class Station:
     pipeline: InspectionPipeline
     camera: object
     conveyor: object
+    sync: BackgroundSync | None = None  # running when [sync] url is set
+    calibration_warnings: tuple[str, ...] = ()  # the start-up calibration check (stale profile, lighting drift)
 
     def close(self) -> None:
+        if self.sync is not None:
+            self.sync.stop()  # before the store closes; the outbox keeps whatever was not acknowledged
+            self.sync = None
+        getattr(self.pipeline.detector, "close", lambda: None)()  # a shadow model's worker (models/shadow.py)
         self.camera.close()
         self.conveyor.close()
         self.store.close()
@@ -94,7 +153,8 @@ def boot(cfg: StationConfig, store_path: Path | None = None) -> Station:
     catalogue = load_catalogue(cfg)
     rules = RulesEngine(RuleSet.load(cfg.rules.file))
     detector = make_detector(cfg)
-    store = StationStore(store_path or cfg.database_path()).open()
+    store = StationStore(store_path or cfg.database_path(),
+                         min_free_bytes=int(cfg.records.min_free_mb * 1024 * 1024)).open()
     conveyor = make_conveyor(cfg)
     q = cfg.quality
     pipeline = InspectionPipeline(
@@ -107,4 +167,28 @@ def boot(cfg: StationConfig, store_path: Path | None = None) -> Station:
         router=LaneRouter(dict(cfg.lanes), conveyor),
         station_id=cfg.station.id,
     )
-    return Station(cfg, catalogue, store, pipeline, make_camera(cfg), conveyor)
+    station = Station(cfg, catalogue, store, pipeline, make_camera(cfg), conveyor)
+    station.calibration_warnings = calibration_warnings(cfg, station.camera)
+    station.sync = start_sync(cfg, store)  # last: nothing after it can fail and leave the thread running
+    return station
+
+
+def start_sync(cfg: StationConfig, store: StationStore) -> BackgroundSync | None:
+    """Sync (and image retention by ``records.image_budget_mb``) on its own thread when ``sync.url`` is set;
+    nothing otherwise. A missing token does not stop the station (it keeps inspecting offline): the problem is
+    logged and kept as the sync state's last error, which `station sync status` and the dashboard show."""
+    if not cfg.sync.url:
+        return None
+    try:
+        settings = settings_from_config(cfg.sync)
+    except SyncError as exc:
+        logging.getLogger(__name__).warning("sync is off: %s", exc)
+        try:
+            store.set_state({"last_error": f"sync is off: {exc}"})
+        except StoreError:
+            pass
+        return None
+    budget = cfg.records.image_budget_mb
+    return BackgroundSync(store.db_path, settings, image_dir=store.image_dir, key_path=store.key_path,
+                          image_budget_bytes=None if budget is None else int(budget * 1024 * 1024),
+                          min_free_bytes=store.min_free_bytes).start()

@@ -616,6 +616,7 @@ from station.cli_records import register as _reg_rec; _reg_rec(app, bench_app)  
 from station.cli_ui import register as _register_ui; _register_ui(app, bench_app)  # noqa: E402,E702
 from station.cli_hardware import register as _reg_hw; _reg_hw(app, bench_app)  # noqa: E402,E702
 from station.cli_vision import register as _reg_vis; _reg_vis(app, bench_app)  # noqa: E402,E702
+from station.cli_models import register as _reg_models; _reg_models(app, dataset_app)  # noqa: E402,E702
 # --- end subsystem commands ---------------------------------------------------------------------------
 
 

@@ -237,3 +237,6 @@ class InspectionRecord:
     operator: str | None = None
     overrides: str | None = None  # record id this one overrides
     override_reason: str | None = None
+    # What the catalogue comparison measured, whether or not a finding fired: identity_score, delta_e00,
+    # best_match_sku. Stored in decision_json["measurements"] (so it is in the evidence log and synced).
+    measurements: dict | None = None

@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 from models.onnx_yolo import Detector
 from station.domain import Decision, Detections, Disposition, Finding, FindingSource, Frame, InspectionRecord, ReturnRequest
-from station.records import StationStore, record_from_parts
+from station.records import StationStore, comparison_measurements, record_from_parts
 from station.rules import RulesEngine
 from vision.catalogue import Catalogue
 from vision.compare import Comparer, Comparison
@@ -146,8 +146,11 @@ class InspectionPipeline:
         self._seq += 1
         seq = item_seq if item_seq is not None else self._seq
         lane = self.router.lane_for(decision)
+        # The comparison's measurements go with the record even when no finding fired (the review queue shows them).
+        measurements = comparison_measurements(comparison.identity_score, comparison.delta_e00,
+                                               comparison.details.get("best_match_sku"))
         record = record_from_parts(request, norm.kept, decision, lane, hashes, self.detector.version,
-                                   self.station_id, timings, operator)
+                                   self.station_id, timings, operator, measurements=measurements)
         self.store.append(record)
         lap("record")
         self.router.send(seq, lane)

@@ -362,7 +362,7 @@ class StationStore:
             (record.record_id, record.created_at, record.station_id, r.order_id, r.sku, r.unit_code,
              r.reason.value, r.channel, r.streamer, r.brand, r.carrier, d.grade.value, d.disposition.value,
              int(d.review), record.lane, d.confidence, record.model_version, " ".join(d.rules_fired),
-             json.dumps(d.to_json(), ensure_ascii=False), json.dumps([f.to_json() for f in record.findings]),
+             json.dumps(decision_json(record), ensure_ascii=False), json.dumps([f.to_json() for f in record.findings]),
              json.dumps(record.timings_ms), record.operator, record.overrides, record.override_reason),
         )
         for view, sha in record.image_hashes:
@@ -401,6 +401,40 @@ class StationStore:
             )
 
         self._write(body, [new_id], f"cannot record override of {record_id}")
+        return new_id
+
+    def override_boxes(self, record_id: str, operator: str, reason: str, boxes: list[dict]) -> str:
+        """Append a box-correction override: ``boxes`` (each ``{"view", "class", "box_xyxy"}``) is the complete
+        corrected set of detector boxes for every view of the record (a view without boxes is clean). It is kept
+        in the override's ``decision_json["boxes"]`` and replaces the detector findings in its findings_json;
+        grade and disposition stay as they were (change them with ``override``)."""
+        if not operator or not reason:
+            raise StoreError("a box correction needs who (operator) and why (reason)")
+        row = self.get(record_id)
+        if row is None:
+            raise StoreError(f"record {record_id} not found")
+        decision = json.loads(row["decision_json"])
+        decision["rules_fired"] = list(decision.get("rules_fired", [])) + ["OVERRIDE-BOXES"]
+        decision["boxes"] = [{"view": str(b["view"]), "class": str(b["class"]),
+                              "box_xyxy": [round(float(v), 1) for v in b["box_xyxy"]]} for b in boxes]
+        findings = [f for f in json.loads(row["findings_json"]) if f.get("source") != "detector"]
+        findings += [{"kind": b["class"], "score": 1.0, "source": "manual", "view": b["view"],
+                      "box_xyxy": b["box_xyxy"]} for b in decision["boxes"]]
+        new_id = new_record_id()
+
+        def body() -> None:
+            self.db.execute(
+                """INSERT INTO inspections(record_id, created_at, station_id, order_id, sku, unit_code, reason,
+                   channel, streamer, brand, carrier, grade, disposition, review, lane, confidence, model_version,
+                   rules_fired, decision_json, findings_json, timings_json, operator, overrides, override_reason)
+                   SELECT ?, ?, station_id, order_id, sku, unit_code, reason, channel, streamer, brand, carrier,
+                   grade, disposition, review, lane, confidence, model_version, ?, ?, ?, '{}', ?, record_id, ?
+                   FROM inspections WHERE record_id = ?""",
+                (new_id, utc_now(), " ".join(decision["rules_fired"]), json.dumps(decision, ensure_ascii=False),
+                 json.dumps(findings), operator, reason, record_id),
+            )
+
+        self._write(body, [new_id], f"cannot record box correction of {record_id}")
         return new_id
 
     def get(self, record_id: str) -> sqlite3.Row | None:
@@ -638,8 +672,31 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
+def comparison_measurements(identity_score: float | None, delta_e00: float | None,
+                            best_match_sku: str | None) -> dict:
+    """The comparison's measurements as stored with a record (``decision_json["measurements"]``)."""
+    return {"identity_score": None if identity_score is None else round(float(identity_score), 4),
+            "delta_e00": None if delta_e00 is None else round(float(delta_e00), 3),
+            "best_match_sku": best_match_sku}
+
+
+def decision_json(record: InspectionRecord) -> dict:
+    """What the ``decision_json`` column holds: the decision and, when taken, the comparison measurements."""
+    out = record.decision.to_json()
+    if record.measurements is not None:
+        out["measurements"] = dict(record.measurements)
+    return out
+
+
+def measurements_of(row) -> dict | None:
+    """The comparison measurements stored with a record row (``None`` for records written without them)."""
+    return json.loads(row["decision_json"]).get("measurements")
+
+
 def record_from_parts(request: ReturnRequest, findings: list[Finding], decision: Decision, lane: int,
                       image_hashes: list[tuple[str, str]], model_version: str, station_id: str,
-                      timings_ms: dict[str, float], operator: str | None = None) -> InspectionRecord:
+                      timings_ms: dict[str, float], operator: str | None = None,
+                      measurements: dict | None = None) -> InspectionRecord:
     return InspectionRecord(new_record_id(), request, tuple(findings), decision, lane,
-                            tuple(image_hashes), model_version, station_id, utc_now(), timings_ms, operator)
+                            tuple(image_hashes), model_version, station_id, utc_now(), timings_ms, operator,
+                            measurements=measurements)
