@@ -23,6 +23,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from station.dbhandle import SqliteHandle
 from station.domain import Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
 from station.evidence import EvidenceError, EvidenceLog, StationKey, SignedTreeHead
 
@@ -176,7 +177,7 @@ class PruneReport:
                 "within_budget": self.within_budget}
 
 
-class StationStore:
+class StationStore(SqliteHandle):
     """Opened explicitly with ``open()`` (no I/O in the constructor).
 
     Besides the records it keeps the transactional outbox (every record is queued for the platform in the
@@ -243,22 +244,8 @@ class StationStore:
                 raise
             raise StoreError(f"{what}: {exc}{_disk_full_hint(exc)}") from None
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def __enter__(self) -> "StationStore":
-        return self.open() if self._db is None else self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise StoreError("station store is not open")
-        return self._db
+    def _closed_error(self) -> Exception:
+        return StoreError("station store is not open")
 
     def schema_version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])

@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from station.dbhandle import SqliteHandle
 from station.domain import Disposition, Grade
 from station.records import StationStore, StoreError, utc_now
 
@@ -147,7 +148,7 @@ _SCHEMA = (
 )
 
 
-class UserStore:
+class UserStore(SqliteHandle):
     """Station users in their own SQLite file (default ``<data_dir>/users.db``). Opened with ``open()``."""
 
     def __init__(self, db_path: Path) -> None:
@@ -167,22 +168,8 @@ class UserStore:
         self._db = db
         return self
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def __enter__(self) -> "UserStore":
-        return self.open() if self._db is None else self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise StoreError("user store is not open")
-        return self._db
+    def _closed_error(self) -> Exception:
+        return StoreError("user store is not open")
 
     def _event(self, username: str, event: str, detail: str = "") -> None:
         self.db.execute("INSERT INTO station_user_events(at, username, event, detail) VALUES (?,?,?,?)",
