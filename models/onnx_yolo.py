@@ -206,6 +206,11 @@ class OnnxYoloDetector:
         # as ultralytics feeds it; a fixed-shape model gets the full square.
         self.stride = int(stride) if not (isinstance(shape[2], int) and isinstance(shape[3], int)) else None
         self._buffers: dict[tuple[int, int], np.ndarray] = {}  # per input shape, reused between calls
+        if self._size_override is None and card is not None and self.stride is not None:
+            # The card may recommend a larger inference size than the training size (measured on camera frames).
+            inference = card.raw.get("inference_size")
+            if isinstance(inference, int) and inference >= 32:
+                self._size_override = inference
         if self._size_override is not None:
             if self.stride is None and self._size_override != self.input_size[0]:
                 raise ModelError(f"{path}: fixed input {self.input_size}; input_size {self._size_override} "

@@ -73,15 +73,26 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
     ours = OnnxYoloDetector(onnx_path, threads=threads).load()
     imgsz = ours.input_size[0]
     conf, iou = ours.confidence, ours.iou
-    yolo_pt = YOLO(str(pt_path), task="detect")
-    yolo_onnx = YOLO(str(onnx_path), task="detect")
+    # ultralytics prints progress to stdout; keep stdout for our report (--json) by sending its chatter to stderr.
+    import contextlib
+    import sys
+
+    import logging
+
+    from ultralytics.utils import LOGGER
+
+    LOGGER.setLevel(logging.WARNING)  # its handler holds the real stdout, so a redirect alone does not catch it
+    with contextlib.redirect_stdout(sys.stderr):
+        yolo_pt = YOLO(str(pt_path), task="detect")
+        yolo_onnx = YOLO(str(onnx_path), task="detect")
     kw = dict(imgsz=imgsz, conf=conf, iou=iou, verbose=False, device="cpu")
 
     def run_ours(views):
         return [(d.xyxy, d.class_id) for d in ours.detect(views)]
 
     def run_ultra(model, views):
-        res = model.predict(views, **kw)
+        with contextlib.redirect_stdout(sys.stderr):
+            res = model.predict(views, **kw)
         return [(r.boxes.xyxy.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int32)) for r in res]
 
     engines = {"ours_onnx": run_ours,
