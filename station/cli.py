@@ -119,7 +119,9 @@ def demo(
     station = _boot(cfg)
     if not isinstance(station.camera, SyntheticCamera):
         fail("`station demo` needs camera.type = \"synthetic\" (it stages simulated returns on the bench)")
-    returns = simulated_returns(items, seed)
+    import uuid
+
+    returns = simulated_returns(items, seed, run=uuid.uuid4().hex[:6])
     results = []
     try:
         with Progress(console=err, transient=True) as progress:

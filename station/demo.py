@@ -52,19 +52,23 @@ _STORIES: tuple[tuple[str, str, ReturnReason, dict[str, tuple[str, ...]], str | 
 )
 
 
-def simulated_returns(n: int, seed: int = 0) -> list[SimulatedReturn]:
-    """``n`` returns cycling through the stories; unit codes are unique unless a story reuses one."""
+def simulated_returns(n: int, seed: int = 0, run: str = "") -> list[SimulatedReturn]:
+    """``n`` returns cycling through the stories; unit codes are unique unless a story reuses one.
+
+    ``run`` tags order ids and unit codes, so a second demo run in the same database is not a second
+    return of the same units (which the station would rightly never grade A)."""
+    tag = f"{run}-" if run else ""
     rng = np.random.default_rng(seed)
     brands = {s.sku: s.brand for s in SAMPLE_SKUS}
     out: list[SimulatedReturn] = []
     last_unit: dict[str, str] = {}
     for i in range(n):
         story, sku, reason, defects, staged_sku, reuse = _STORIES[i % len(_STORIES)]
-        unit = last_unit.get(sku) if reuse and sku in last_unit else f"U{seed:02d}{i:05d}"
+        unit = last_unit.get(sku) if reuse and sku in last_unit else f"U{tag}{seed:02d}{i:05d}"
         last_unit[sku] = unit
         streamer = STREAMERS[int(rng.integers(0, len(STREAMERS)))]
         request = ReturnRequest(
-            order_id=f"ORD-{seed:02d}-{i:05d}", sku=sku, reason=reason, unit_code=unit,
+            order_id=f"ORD-{tag}{seed:02d}-{i:05d}", sku=sku, reason=reason, unit_code=unit,
             channel="live" if streamer else "shop", streamer=streamer, brand=brands[sku],
             carrier=CARRIERS[int(rng.integers(0, len(CARRIERS)))],
         )
