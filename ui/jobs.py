@@ -40,10 +40,12 @@ class Jobs(QObject):
         self._worker: _Worker | None = None
         self._callbacks: dict[int, tuple[Callable | None, Callable | None]] = {}
         self._tokens = itertools.count(1)
+        self._stopped = False
 
     def start(self) -> "Jobs":
         if self._thread is not None:
             return self
+        self._stopped = False
         self._thread = QThread()
         self._thread.setObjectName("station-worker")
         self._worker = _Worker()
@@ -61,6 +63,7 @@ class Jobs(QObject):
         self._thread.wait(timeout_ms)
         self._thread = None
         self._worker = None
+        self._stopped = True
 
     def reporter(self, what: str) -> Callable[[int, int], None]:
         """A ``progress(done, total)`` callable for work running on the worker: each call emits ``progress``,
@@ -73,6 +76,10 @@ class Jobs(QObject):
     def submit(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
                on_error: Callable[[Exception], None] | None = None) -> int:
         if self._thread is None:
+            if self._stopped:
+                # The window is closing: a timer or a queued signal that fires after shutdown is dropped,
+                # not an error (the station it would use is already closed).
+                return -1
             raise RuntimeError("Jobs.start() first")
         token = next(self._tokens)
         self._callbacks[token] = (on_done, on_error)
