@@ -285,8 +285,7 @@ class ModbusConveyor:
         hb = self.last_heartbeat
         if hb is None:
             return None
-        moving = hb.running and not hb.estop and not hb.jammed
-        return hb.t_ms + ((time.monotonic() - self.last_heartbeat_at) * 1000 * time_scale if moving else 0.0)
+        return hb.belt_clock_after(time.monotonic() - self.last_heartbeat_at, time_scale)
 
     # ---------------------------------------------------------------------------------------- transport
 

@@ -260,6 +260,11 @@ class Heartbeat:
     jammed: bool = False
     speed_mm_s: int = 0
 
+    def belt_clock_after(self, elapsed_s: float, time_scale: float = 1.0) -> float:
+        """The line's belt clock ``elapsed_s`` wall seconds after this heartbeat: it only runs while moving."""
+        moving = self.running and not self.estop and not self.jammed
+        return self.t_ms + (elapsed_s * 1000 * time_scale if moving else 0.0)
+
     def payload(self) -> bytes:
         flags = self.running | (self.estop << 1) | (self.jammed << 2)
         return struct.pack(">IBH", self.t_ms & 0xFFFFFFFF, flags, self.speed_mm_s)
