@@ -281,8 +281,8 @@ def decide(
                             r.brand or item.brand, r.carrier)
     findings = [Finding(f.kind, f.score, FindingSource.MANUAL, f.view,
                         tuple(f.box_xyxy) if f.box_xyxy else None, f.value) for f in data.findings]
-    decision = engine.decide(request, item, findings, data.unit_seen_before)
     norm = engine.normalise(findings, item)
+    decision = engine.decide_normalised(request, item, norm, data.unit_seen_before)
     result = {
         "findings": [f.to_json() for f in norm.kept],
         "dropped_findings": [{**f.to_json(), "why": w} for f, w in norm.dropped],

@@ -63,14 +63,7 @@ class InspectionResult:
             ],
             "findings": [f.to_json() for f in self.findings],
             "dropped_findings": [{**f.to_json(), "why": why} for f, why in self.dropped],
-            "grade": d.grade.value,
-            "disposition": d.disposition.value,
-            "proposed_disposition": (d.proposed_disposition or d.disposition).value,
-            "liability": [s.to_json() for s in d.liability],
-            "review": d.review,
-            "rules_fired": list(d.rules_fired),
-            "reasons": list(d.reasons),
-            "confidence": d.confidence,
+            **d.to_json(),  # grade, disposition, liability, review, rules_fired, reasons, confidence
             "lane": self.record.lane,
             "unit_seen_before": self.unit_seen_before,
             "quality": {v: q.to_json() for v, q in self.quality.items()},
@@ -129,8 +122,8 @@ class InspectionPipeline:
             findings.append(Finding("unit_seen_before", 1.0, FindingSource.HISTORY,
                                     detail=f"unit code {request.unit_code} is in an earlier return"))
         lap("history")
-        decision = self.rules.decide(request, item, findings, unit_seen_before=seen)
         norm = self.rules.normalise(findings, item)
+        decision = self.rules.decide_normalised(request, item, norm, unit_seen_before=seen)
         poor = [f"{v} ({'; '.join(q.problems)})" for v, q in quality.items() if not q.ok]
         if poor:
             # A decision on a bad capture is not trusted: a person looks at it.

@@ -317,7 +317,9 @@ class _Trail:
 @dataclass(frozen=True, slots=True)
 class Normalised:
     kept: list[Finding]
-    dropped: list[tuple[Finding, str]]
+    dropped: list[tuple[Finding, str]]  # every finding set aside, with why (noise and measurements alike)
+    # Measurements set aside for being within tolerance (not noise): rules may still cite them as evidence.
+    within_tolerance: list[Finding]
 
 
 class RulesEngine:
@@ -329,28 +331,35 @@ class RulesEngine:
         return tol.get(category, tol.get("default", 3.0))
 
     def normalise(self, findings: list[Finding], item: CatalogueItem) -> Normalised:
-        # A finding dropped for its score is noise ("score ..."); one dropped for its value is a measurement
-        # within tolerance and stays available to rules as evidence.
         """Drop findings below the noise floor and measurements within tolerance."""
         s = self.rules.settings
-        kept, dropped = [], []
+        kept, dropped, within = [], [], []
+        tolerance = self.colour_tolerance(item.category)
         for f in findings:
             if f.score < s.min_score:
                 dropped.append((f, f"score {f.score:.2f} below min_score {s.min_score}"))
-            elif f.kind == "colour_mismatch" and f.value is not None and f.value <= self.colour_tolerance(item.category):
-                dropped.append((f, f"ΔE00 {f.value:.2f} within tolerance {self.colour_tolerance(item.category)}"))
+                continue
+            if f.kind == "colour_mismatch" and f.value is not None and f.value <= tolerance:
+                why = f"ΔE00 {f.value:.2f} within tolerance {tolerance}"
             elif f.kind == "wrong_item" and f.value is not None and f.value > s.identity_match_above:
-                dropped.append((f, f"identity score {f.value:.2f} above match threshold {s.identity_match_above}"))
+                why = f"identity score {f.value:.2f} above match threshold {s.identity_match_above}"
             else:
                 kept.append(f)
-        return Normalised(kept, dropped)
+                continue
+            dropped.append((f, why))
+            within.append(f)
+        return Normalised(kept, dropped, within)
 
     def decide(self, request: ReturnRequest, item: CatalogueItem, findings: list[Finding],
                unit_seen_before: bool = False) -> Decision:
+        return self.decide_normalised(request, item, self.normalise(findings, item), unit_seen_before)
+
+    def decide_normalised(self, request: ReturnRequest, item: CatalogueItem, norm: Normalised,
+                          unit_seen_before: bool = False) -> Decision:
+        """``decide`` for callers that also report what was kept and dropped (one normalisation, not two)."""
         s = self.rules.settings
-        norm = self.normalise(findings, item)
         facts = _Facts(request, item, norm.kept, unit_seen_before, frozenset(s.opened_kinds), s.align_margin_px)
-        facts.within_tolerance = [f for f, why in norm.dropped if not why.startswith("score ")]
+        facts.within_tolerance = norm.within_tolerance
         trail = _Trail()
         grade_evidence: list[Finding] = []
 
