@@ -98,6 +98,8 @@ class IntrinsicsResult:
     per_image: tuple[tuple[str, float | None], ...]  # (name, RMS px) per input; None: board not found
     board: tuple[int, int]
     square_mm: float
+    coverage: float = 1.0  # how far the corners reach towards the image corners, 0 (centre) .. 1 (corner)
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         K = self.intrinsics.camera_matrix
@@ -110,6 +112,7 @@ class IntrinsicsResult:
                           for n, e in self.per_image],
             "views_used": sum(e is not None for _, e in self.per_image),
             "board": f"{self.board[0]}x{self.board[1]}", "square_mm": self.square_mm,
+            "coverage": round(self.coverage, 3), "warnings": list(self.warnings),
         }
 
 
@@ -139,7 +142,19 @@ def calibrate_intrinsics(images: list[tuple[str, np.ndarray]], board: tuple[int,
             f"the {board[0]}x{board[1]} checkerboard was found in {len(obj_pts)} of {len(names)} images; need "
             f"at least {min_views} (not found in: {', '.join(missing) or '-'}). Check --board (inner corners, "
             "cols x rows), focus and that the whole board is in view")
-    rms, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj_pts, img_pts, size, None, None)
+    # High-order radial terms are only observable from corners far from the centre; fitted from central
+    # views alone they soak up noise (k2 = 11, k3 = -233 seen from four central views). Fix them then.
+    coverage = corner_coverage(img_pts, size)
+    flags, warnings = 0, []
+    if coverage < MIN_K2_COVERAGE:
+        flags, fixed = cv2.CALIB_FIX_K2 | cv2.CALIB_FIX_K3, "k2 and k3 were"
+    elif coverage < MIN_K3_COVERAGE:
+        flags, fixed = cv2.CALIB_FIX_K3, "k3 was"
+    if flags:
+        warnings.append(f"the board's corners reach only {coverage:.0%} of the way to the image corners: {fixed} "
+                        "fixed at 0 and distortion near the edges is extrapolated; add views with the board "
+                        "near each image corner")
+    rms, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj_pts, img_pts, size, None, None, flags=flags)
     errors = []
     for o, p, r, t in zip(obj_pts, img_pts, rvecs, tvecs):
         proj, _ = cv2.projectPoints(o, r, t, K, dist)
@@ -150,4 +165,16 @@ def calibrate_intrinsics(images: list[tuple[str, np.ndarray]], board: tuple[int,
     d = np.asarray(dist, np.float64).ravel()
     dist5[:min(5, d.size)] = d[:5]
     return IntrinsicsResult(Intrinsics(np.asarray(K, np.float64), dist5, size), float(rms), per_image, board,
-                            float(square_mm))
+                            float(square_mm), coverage, tuple(warnings))
+
+
+MIN_K3_COVERAGE = 0.45  # below: k3 fixed at 0
+MIN_K2_COVERAGE = 0.3  # below: k2 fixed too
+
+
+def corner_coverage(img_pts: list[np.ndarray], size: tuple[int, int]) -> float:
+    """The farthest detected corner's distance from the image centre, over the half diagonal (0..1)."""
+    w, h = size
+    pts = np.concatenate([p.reshape(-1, 2) for p in img_pts])
+    r = np.hypot(pts[:, 0] - (w - 1) / 2, pts[:, 1] - (h - 1) / 2)
+    return float(r.max() / np.hypot(w / 2, h / 2))

@@ -193,6 +193,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                        f"({out['views_used']} of {len(images)} views)")
             for v in out["per_image"]:
                 typer.echo(f"  {v['image']}: " + (f"{v['rms_px']:.3f} px" if v["found"] else "board not found"))
+        for warning in out["warnings"]:
+            typer.echo(f"warning: {warning}", err=True)
 
     @calibrate_app.command("scale")
     def calibrate_scale(

@@ -235,3 +235,31 @@ def test_cli_scale_errors(tmp_path):
     assert r.exit_code == 2 and "not both" in r.output
     r = CliRunner().invoke(app, ["calibrate", "scale", str(tmp_path / "missing.png")])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_intrinsics_from_central_views_fix_k3_and_warn():
+    """Views whose board stays near the centre cannot pin k3: it is fixed at 0 with a warning instead of
+    overfitting (which bent the edges and put the focal length off by several per cent)."""
+    cam = SyntheticCamera.typical((640, 480), f=620.0, k1=-0.22, k2=0.06)
+    tex, _ = checkerboard_texture(BOARD, int(SQUARE))
+    rays = camera_rays(cam)
+    centre = tex.image.shape[1] / 2, tex.image.shape[0] / 2
+    views = []
+    for i, (tx, ty, rz) in enumerate(POSES[:4]):
+        r, t = look_at(centre, 700, tx, ty, rz)  # far away: a small board in the middle of the frame
+        views.append((f"v{i}", render_plane(tex, cam, r, t, noise=1.5, rng=np.random.default_rng(i), rays=rays)))
+    res = calibrate_intrinsics(views, BOARD, SQUARE)
+    assert res.coverage < 0.3 and res.warnings and "k2 and k3 were fixed" in res.warnings[0]
+    d = res.intrinsics.dist_coeffs
+    assert d[1] == 0.0 and d[4] == 0.0
+    assert abs(res.intrinsics.camera_matrix[0, 0] - 620.0) / 620.0 < 0.01
+    # Within the part of the image the board covered, the radial factor still comes back.
+    for r in (0.1, 0.2):
+        assert abs(radial(d, r) - radial(cam.dist_coeffs, r)) < 0.01
+    assert res.to_json()["warnings"] == list(res.warnings)
+
+
+def test_intrinsics_with_wide_views_fit_k3_without_warning(board_views):
+    _, _, views = board_views
+    res = calibrate_intrinsics([(n, img) for n, img, _, _ in views], BOARD, SQUARE)
+    assert res.coverage >= 0.45 and res.warnings == ()

@@ -337,6 +337,11 @@ class CalibrationPage(QWidget):
                rms=intr.profile["rms_reprojection_px"], n=intr.profile["views_used"],
                m=len(intr.profile["per_image"]), fx=intr.profile["fx"], fy=intr.profile["fy"])
             + saved.get("intrinsics", "") if intr else tr("Intrinsics: not measured"))
+        if intr and intr.profile.get("warnings"):
+            self.intrinsics_result.setText(self.intrinsics_result.text() + "\n" + tr(
+                "Warning: the board stayed near the image centre ({coverage:.0%} of the way to the corners), so "
+                "distortion near the edges is extrapolated. Add views with the board near each image corner.",
+                coverage=intr.profile["coverage"]))
         self.scale_result.setText(
             tr("Scale: {mm:.4f} mm per pixel from {n} marker(s)", mm=scale.profile["mm_per_px"],
                n=len(scale.profile["references"]))

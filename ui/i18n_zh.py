@@ -281,6 +281,9 @@ ZH: dict[str, str] = {
     "Intrinsics: RMS reprojection {rms:.3f} px from {n} of {m} views; fx={fx:.1f}, fy={fy:.1f}":
         "内参：重投影均方根误差 {rms:.3f} 像素，使用 {m} 张中的 {n} 张；fx={fx:.1f}，fy={fy:.1f}",
     "Intrinsics: not measured": "内参：未测量",
+    "Warning: the board stayed near the image centre ({coverage:.0%} of the way to the corners), so "
+    "distortion near the edges is extrapolated. Add views with the board near each image corner.":
+        "警告：标定板一直靠近图像中心（只到达角落距离的 {coverage:.0%}），边缘处的畸变为外推值。请补充标定板位于图像各角落的视图。",
     "Scale: {mm:.4f} mm per pixel from {n} marker(s)": "比例尺：每像素 {mm:.4f} 毫米，基于 {n} 个标记",
     "undistorted with the intrinsics profile": "已用内参配置去畸变",
     "Scale: not measured": "比例尺：未测量",
