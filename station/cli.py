@@ -172,6 +172,9 @@ def inspect(
     streamer: Annotated[Optional[str], typer.Option(help="streamer id on the order")] = None,
     order_id: Annotated[Optional[str], typer.Option(help="order id (default: generated)")] = None,
     carrier: Annotated[Optional[str], typer.Option()] = None,
+    presentation: Annotated[Optional[Path], typer.Option(
+        "--presentation", help="the streamer's presentation image of the item: its colour is compared with the "
+        "catalogue (a presentation_mismatch finding beyond the category's tolerance)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -179,16 +182,18 @@ def inspect(
     """Inspect image files of one returned item and print the decision."""
     import cv2
 
+    def read(path: Path, what: str):
+        if not path.is_file():
+            raise BadInput(f"{what} {path} not found")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None or image.size == 0:
+            raise BadInput(f"{what} {path} is corrupt or not an image OpenCV can read (use JPEG or PNG)")
+        return image
+
     try:
         why = _reason(reason)
-        frames = []
-        for path in images:
-            if not path.is_file():
-                raise BadInput(f"image {path} not found")
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None or image.size == 0:
-                raise BadInput(f"image {path} is corrupt or not an image OpenCV can read (use JPEG or PNG)")
-            frames.append(Frame(image, path.stem, str(path), path.stat().st_mtime))
+        frames = [Frame(read(path, "image"), path.stem, str(path), path.stat().st_mtime) for path in images]
+        shown = read(presentation, "presentation image") if presentation is not None else None
     except BadInput as exc:
         fail(str(exc))
     cfg = _config(config, data_dir)
@@ -199,7 +204,7 @@ def inspect(
         item = station.catalogue.get(sku)
         request = ReturnRequest(order_id or f"INSPECT-{int(time.time() * 1000)}", sku, why, unit_code,
                                 None, streamer, item.brand, carrier)
-        result = station.pipeline.inspect(request, frames, operator="cli")
+        result = station.pipeline.inspect(request, frames, operator="cli", presentation=shown)
     except UnknownSkuError as exc:
         fail(str(exc))
     finally:

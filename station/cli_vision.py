@@ -38,20 +38,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                                                            "(8-bit grey PNG, the image's size)")] = None,
         mm_per_px: Annotated[Optional[float], typer.Option("--mm-per-px", min=0.0,
                                                            help="scale for size_mm (default: none, size_mm null)")] = None,
+        presentation: Annotated[Optional[Path], typer.Option("--presentation", help="the streamer's presentation "
+                                                             "image of the item (PNG/JPEG): its colour vs the "
+                                                             "catalogue")] = None,
         json_out: Annotated[bool, typer.Option("--json")] = False,
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,
     ) -> None:
-        """Compare one view with the catalogue: identity, differences, colour, size."""
+        """Compare one view with the catalogue: identity, differences, colour, size; with --presentation also
+        the stream's presentation colour (ΔE00 vs the catalogue, against the category's colour tolerance)."""
         import cv2
         import numpy as np
 
         from station.app import load_catalogue
         from vision.catalogue import CatalogueError, UnknownSkuError
         from vision.compare import CatalogueComparer, outline_size_mm, size_error
+        from vision.difference import heatmap_u8
 
         t0 = time.perf_counter()
         img = _read_image(image, fail)
+        pres_img = _read_image(presentation, fail) if presentation is not None else None
         cfg = _config(config, data_dir)
         try:
             cat = load_catalogue(cfg)
@@ -65,7 +71,20 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         timings["prepare"] = (time.perf_counter() - t) * 1000
         heat = np.zeros(img.shape[:2], np.float32)
         result = {"identity": {"score": 0.0, "match": False}, "differences": [],
-                  "colour": {"delta_e00": None, "lab": None, "reference_lab": None}, "size_mm": None}
+                  "colour": {"delta_e00": None, "lab": None, "reference_lab": None}, "size_mm": None,
+                  "presentation": None}
+        if pres_img is not None:
+            from station.rules import RuleSet, RulesEngine, RulesError
+
+            try:
+                tolerance = RulesEngine(RuleSet.load(cfg.rules.file)).colour_tolerance(item.category)
+            except RulesError as exc:
+                fail(str(exc))
+            t = time.perf_counter()
+            check = cmp.presentation(pres_img, sku, tolerance)
+            # {"delta_e00", "mismatch", "delta_e00_raw", "lab", "reference_lab", "tolerance", "located"}
+            result["presentation"] = None if check is None else check.to_json()
+            timings["presentation"] = (time.perf_counter() - t) * 1000
         if q is not None:
             t = time.perf_counter()
             score, ev = cmp.identity([q], sku)
@@ -96,7 +115,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if heatmap is not None:
             try:
                 heatmap.parent.mkdir(parents=True, exist_ok=True)
-                ok = cv2.imwrite(str(heatmap), np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8))
+                ok = cv2.imwrite(str(heatmap), heatmap_u8(heat))
             except OSError as exc:
                 fail(f"cannot write heat map {heatmap}: {exc}")
             if not ok:

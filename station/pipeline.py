@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
+import numpy as np
+
 from models.onnx_yolo import Detector
 from station.domain import Decision, Detections, Disposition, Finding, FindingSource, Frame, InspectionRecord, ReturnRequest
 from station.records import StationStore, comparison_measurements, record_from_parts
@@ -69,6 +71,8 @@ class InspectionResult:
             "quality": {v: q.to_json() for v, q in self.quality.items()},
             "identity_score": round(self.comparison.identity_score, 4),
             "delta_e00": None if self.comparison.delta_e00 is None else round(self.comparison.delta_e00, 3),
+            # The stream's presentation against the catalogue, when the return carried one (else null).
+            "presentation": self.comparison.details.get("presentation"),
             "model_version": self.record.model_version,
             "timings_ms": self.record.timings_ms,
         }
@@ -95,7 +99,10 @@ class InspectionPipeline:
         self._seq = 0
 
     def inspect(self, request: ReturnRequest, frames: Sequence[Frame], operator: str | None = None,
-                item_seq: int | None = None) -> InspectionResult:
+                item_seq: int | None = None, presentation: np.ndarray | None = None) -> InspectionResult:
+        """``presentation``: the streamer's presentation image (BGR), when the return carries one; the comparer
+        measures its product colour against the catalogue (a ``presentation_mismatch`` beyond the category's
+        colour tolerance)."""
         if not frames:
             raise ValueError("no frames to inspect: capture at least one view")
         item = self.catalogue.get(request.sku)  # unknown SKU fails before anything is written
@@ -114,7 +121,11 @@ class InspectionPipeline:
         detections = {f.view: d for f, d in zip(frames, dets)}
         findings = [x for f, d in zip(frames, dets) for x in detections_to_findings(f.view, d)]
         lap("detect")
-        comparison = self.comparer.compare(item, frames)
+        if presentation is None:
+            comparison = self.comparer.compare(item, frames)
+        else:
+            comparison = self.comparer.compare(item, frames, presentation=presentation,
+                                               colour_tolerance=self.rules.colour_tolerance(item.category))
         findings += comparison.findings
         lap("compare")
         seen = self.store.unit_seen_before(request.unit_code, excluding_order=request.order_id)
@@ -142,6 +153,8 @@ class InspectionPipeline:
         # The comparison's measurements go with the record even when no finding fired (the review queue shows them).
         measurements = comparison_measurements(comparison.identity_score, comparison.delta_e00,
                                                comparison.details.get("best_match_sku"))
+        if "presentation" in comparison.details:  # ΔE00, presented and catalogue Lab, tolerance, mismatch
+            measurements["presentation"] = comparison.details["presentation"]
         record = record_from_parts(request, norm.kept, decision, lane, hashes, self.detector.version,
                                    self.station_id, timings, operator, measurements=measurements)
         self.store.append(record)

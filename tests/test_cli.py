@@ -62,7 +62,7 @@ def test_inspect_json_contract(data_dir, item_images):
     assert db.execute("SELECT COUNT(*) FROM inspection_images").fetchone()[0] == 2
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "unknown_sku", "unknown_reason"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "unknown_sku", "unknown_reason", "presentation"])
 def test_inspect_bad_input(case, data_dir, item_images, tmp_path):
     args = ["inspect", "--json", "--sku", "GAD-EARBUD-X2", "--reason", "quality_issue"]
     images = list(map(str, item_images))
@@ -74,6 +74,9 @@ def test_inspect_bad_input(case, data_dir, item_images, tmp_path):
         bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
         images.append(str(bad))
         needle = "corrupt"
+    elif case == "presentation":
+        args += ["--presentation", str(tmp_path / "stream.png")]
+        needle = "presentation image"
     elif case == "unknown_sku":
         args[3] = "NO-SUCH-SKU"
         needle = "unknown SKU 'NO-SUCH-SKU'"
@@ -85,6 +88,22 @@ def test_inspect_bad_input(case, data_dir, item_images, tmp_path):
     db_path = data_dir / "station.db"
     if db_path.exists():  # nothing half-written on bad input
         assert sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM inspections").fetchone()[0] == 0
+
+
+def test_inspect_with_presentation_image(data_dir, item_images, tmp_path):
+    """A stream shot of the same item with every hue turned 60 degrees: the colour complaint goes to the streamer,
+    and the JSON carries the measured presentation ΔE."""
+    shot = cv2.imread(str(item_images[0]))
+    hsv = cv2.cvtColor(shot, cv2.COLOR_BGR2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(int) + 30) % 180
+    stream = tmp_path / "stream.png"
+    cv2.imwrite(str(stream), cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR))
+    proc = station("inspect", "--json", "--sku", "GAD-EARBUD-X2", "--reason", "colour_difference",
+                   "--presentation", str(stream), *map(str, item_images), data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["presentation"]["mismatch"] is True and out["presentation"]["delta_e00"] > 3
+    assert "presentation_mismatch" in {f["kind"] for f in out["findings"]}
 
 
 def test_decide_from_stdin(data_dir):

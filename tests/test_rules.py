@@ -257,3 +257,22 @@ def test_complaint_not_shown(engine):
     d = decide(engine, "gadget", "quality_issue")
     assert [s.party for s in d.liability] == [Party.CONSUMER]
     assert d.liability[0].rule == "L-COMPLAINT-NOT-SHOWN"
+
+
+def test_presentation_within_tolerance_is_not_a_mismatch(engine):
+    """A stream shot within the category's colour tolerance of the catalogue is no misrepresentation: the
+    complaint is decided as if the stream showed the item as catalogued (consumer), and the ΔE is cited."""
+    shown_fine = decide(engine, "tee", "colour_difference", [f("colour_mismatch", value=1.0, box=None),
+                                                             f("presentation_mismatch", value=1.5, box=None)])
+    shown_off = decide(engine, "tee", "colour_difference", [f("colour_mismatch", value=1.0, box=None),
+                                                            f("presentation_mismatch", value=9.0, box=None)])
+    assert [s.party for s in shown_fine.liability] == [Party.CONSUMER]
+    assert "L-STREAMER-PRESENTATION" not in shown_fine.rules_fired
+    assert {s.party for s in shown_off.liability} == {Party.STREAMER, Party.PLATFORM}
+
+
+def test_presentation_mismatch_does_not_make_the_item_damaged(engine):
+    """The stream's presentation is not the item's condition: an item otherwise clean stays grade A."""
+    d = decide(engine, "tee", "colour_difference", [f("presentation_mismatch", value=9.0, box=None)])
+    assert d.grade == Grade.A and "G-CLEAN" in d.rules_fired
+    assert {s.party for s in d.liability} == {Party.STREAMER, Party.PLATFORM}

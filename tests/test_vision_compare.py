@@ -99,7 +99,7 @@ def test_cli_compare_json_and_heatmap(data_dir, tmp_path):
                                  "--data-dir", str(data_dir), str(img_path)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert set(out) == {"identity", "differences", "colour", "size_mm", "timings_ms"}
+    assert set(out) == {"identity", "differences", "colour", "size_mm", "presentation", "timings_ms"}
     assert out["identity"]["match"] is True and out["colour"]["delta_e00"] < 3
     h = cv2.imread(str(heat), cv2.IMREAD_UNCHANGED)
     assert h.dtype == np.uint8 and h.ndim == 2 and h.shape == (480, 640)
@@ -118,3 +118,123 @@ def test_cli_compare_bad_input_exits_2(data_dir, tmp_path, make, args, needle):
     make(p)
     r = CliRunner().invoke(app, ["compare", "--json", *args, "--data-dir", str(data_dir), str(p)])
     assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------ streamer presentation image (issue 5)
+
+
+def _hue_shifted(img: np.ndarray, degrees: int) -> np.ndarray:
+    """A stream filter: every hue turned (the whole frame, background included)."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + degrees // 2) % 180
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+
+def _stream_shot(sku: str, seed: int = 5) -> np.ndarray:
+    """The item as a stream shows it: another background, perspective, mild lighting, JPEG."""
+    from vision.catalogue import SAMPLE_SKUS
+    from vision.synth import SceneStyle
+
+    look = next(s.look for s in SAMPLE_SKUS if s.sku == sku)
+    return render_item(np.random.default_rng(seed), look, (), SceneStyle(size=(640, 480), lighting_jitter=0.3)).image
+
+
+def _station(data_dir):
+    from station.app import boot
+    from station.config import StationConfig
+
+    return boot(StationConfig.model_validate({"station": {"data_dir": str(data_dir)}}))
+
+
+@pytest.mark.parametrize("sku", ["APP-TEE-M", "TOY-BEAR-S", "HH-KETTLE-1L", "GAD-SPEAKER-M"])
+def test_presentation_colour_shift_is_measured(sample_catalogue_dir, sku):
+    from station.rules import RuleSet, RulesEngine
+    from vision.catalogue import Catalogue
+
+    cat = Catalogue.load(sample_catalogue_dir)
+    cmp = CatalogueComparer(cat)
+    tol = RulesEngine(RuleSet.load()).colour_tolerance(cat.get(sku).category)  # the shipped rules' tolerance
+    ref = cv2.imread(str(cat.image_path(cat.get(sku), 0)))
+    same = cmp.presentation(ref, sku, tol)
+    assert same is not None and same.delta_e00 < 1.0 and not same.mismatch and same.finding() is None
+    shot = cmp.presentation(_stream_shot(sku), sku, tol)  # an honest stream: other light, same colour
+    assert shot is not None and not shot.mismatch, shot.to_json()
+    filtered = cmp.presentation(_hue_shifted(_stream_shot(sku), 40), sku, tol)
+    assert filtered is not None and filtered.mismatch and filtered.delta_e00 > 8, filtered.to_json()
+    f = filtered.finding()
+    assert f.kind == "presentation_mismatch" and f.value == pytest.approx(filtered.delta_e00, abs=1e-3)
+
+
+def _colour_complaint(station, order: str, presentation):
+    from station.domain import ReturnReason, ReturnRequest
+    from vision.camera import StagedItem
+
+    station.camera.stage(StagedItem("APP-TEE-M", {}, 2))
+    frames = [station.camera.capture(v) for v in station.config.station.views]
+    request = ReturnRequest(order, "APP-TEE-M", ReturnReason.COLOUR_DIFFERENCE, unit_code=f"U-{order}",
+                            streamer="host-7", brand="b")
+    return station.pipeline.inspect(request, frames, operator="test", presentation=presentation)
+
+
+def test_colour_complaint_with_filtered_presentation_goes_to_the_streamer(data_dir):
+    """The item matches the catalogue (ΔE within apparel's 2.0), the stream showed it colour-shifted:
+    the streamer shares liability (L-STREAMER-PRESENTATION) and the record carries the evidence."""
+    import json as _json
+
+    from station.records import measurements_of
+
+    station = _station(data_dir)
+    try:
+        ref = cv2.imread(str(station.catalogue.image_path(station.catalogue.get("APP-TEE-M"), 0)))
+        res = _colour_complaint(station, "pres-1", _hue_shifted(ref, 40))
+        d = res.record.decision
+        assert res.comparison.delta_e00 < 2.0
+        assert not any(f.kind in ("colour_mismatch", "wrong_item") for f in res.findings)
+        pres = [f for f in res.findings if f.kind == "presentation_mismatch"]
+        assert pres and pres[0].value > 8
+        assert d.liability[0].rule == "L-STREAMER-PRESENTATION"
+        shares = {s.party.value: s.share for s in d.liability}
+        assert 0.3 <= shares["streamer"] <= 0.5 and sum(shares.values()) == pytest.approx(1.0)
+        assert any("presentation_mismatch" in e for e in d.liability[0].evidence)
+        assert res.to_json()["presentation"]["mismatch"] is True
+        stored = measurements_of(station.store.get(res.record.record_id))
+        assert stored["presentation"]["mismatch"] is True
+        assert stored["presentation"]["delta_e00"] == pytest.approx(pres[0].value, abs=1e-3)
+        assert len(stored["presentation"]["lab"]) == 3 and len(stored["presentation"]["reference_lab"]) == 3
+        assert _json.loads(station.store.get(res.record.record_id)["findings_json"])[-1]["kind"] == "presentation_mismatch"
+        # The stream showed it as catalogued: no presentation_mismatch, the streamer is not liable.
+        ok = _colour_complaint(station, "pres-2", _stream_shot("APP-TEE-M"))
+        assert not any(f.kind == "presentation_mismatch" for f in ok.findings)
+        assert "streamer" not in {s.party.value for s in ok.record.decision.liability}
+        assert measurements_of(station.store.get(ok.record.record_id))["presentation"]["mismatch"] is False
+        # No presentation image: nothing measured, nothing stored about it.
+        none = _colour_complaint(station, "pres-3", None)
+        assert "presentation" not in measurements_of(station.store.get(none.record.record_id))
+    finally:
+        station.close()
+
+
+def test_cli_compare_presentation(data_dir, tmp_path):
+    from vision.camera import StagedItem, SyntheticCamera
+
+    cam = SyntheticCamera()
+    cam.stage(StagedItem("GAD-SPEAKER-M", {}, 9))
+    img_path = tmp_path / "view.png"
+    cv2.imwrite(str(img_path), cam.capture("front").image)
+    pres = tmp_path / "stream.png"
+    cv2.imwrite(str(pres), _hue_shifted(_stream_shot("GAD-SPEAKER-M"), 60))
+    r = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--presentation", str(pres),
+                                 "--data-dir", str(data_dir), str(img_path)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["presentation"]["mismatch"] is True and out["presentation"]["delta_e00"] > 3
+    cv2.imwrite(str(pres), _stream_shot("GAD-SPEAKER-M"))
+    r = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--presentation", str(pres),
+                                 "--data-dir", str(data_dir), str(img_path)])
+    assert r.exit_code == 0 and json.loads(r.stdout)["presentation"]["mismatch"] is False
+    r = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--data-dir", str(data_dir),
+                                 str(img_path)])
+    assert json.loads(r.stdout)["presentation"] is None
+    bad = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--presentation",
+                                   str(tmp_path / "nope.png"), "--data-dir", str(data_dir), str(img_path)])
+    assert bad.exit_code == 2 and "not found" in bad.output

@@ -89,3 +89,60 @@ def test_a_thin_edge_sliver_is_not_a_missing_part():
     q_img[(ref_mask > 0) & (q_mask == 0)] = 200
     res = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False)
     assert [r for r in res.regions if r.kind == "missing_part"]
+
+
+def _bench_and_box(strip_ref=(240, 240, 240)):
+    """A dark blue box on a grey bench with a pale neutral seal strip standing above its top edge."""
+    img = np.full((300, 300, 3), 200, np.uint8)
+    mask = np.zeros((300, 300), np.uint8)
+    cv2.rectangle(mask, (60, 80), (240, 260), 255, -1)
+    cv2.rectangle(mask, (135, 45), (165, 80), 255, -1)  # the strip
+    img[mask > 0] = (40, 90, 160)
+    img[45:80, 135:166] = strip_ref
+    return img, mask
+
+
+def test_a_pale_part_dropped_by_segmentation_is_not_missing_but_a_lost_one_is():
+    ref_img, ref_mask = _bench_and_box()
+    q_img = ref_img.copy()
+    q_img[45:80, 135:166] = (212, 212, 212)  # the strip is there, shaded nearly to the bench's grey
+    q_mask = ref_mask.copy()
+    q_mask[45:80, 135:166] = 0  # ... and the segmentation dropped it
+    strict = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False, relative_bench=0)
+    assert [r for r in strict.regions if r.kind == "missing_part"]  # the old filters took it for missing
+    res = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False)
+    assert not [r for r in res.regions if r.kind == "missing_part"], [r.to_json() for r in res.regions]
+    # The strip really gone (bench shows, as around it): missing.
+    q_img[45:80, 135:166] = 200
+    res = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False)
+    assert [r for r in res.regions if r.kind == "missing_part"]
+    # A chunk of the dark box gone: missing, whatever the bench around it looks like.
+    q_img, q_mask = ref_img.copy(), ref_mask.copy()
+    q_mask[180:262, 170:242] = 0
+    q_img[180:262, 170:242] = 200
+    res = reference_difference(q_img, q_mask, ref_img, ref_mask, np.eye(3), refine=False)
+    assert [r for r in res.regions if r.kind == "missing_part" and r.box_xyxy[0] >= 160]
+
+
+def test_print_a_few_pixels_off_is_no_difference_a_mark_is():
+    """Alignment leaves print a few pixels off (a carton's face seen from another height): the heat map
+    must not light up along the print, while a mark of a colour the reference lacks still stands out."""
+    from vision.evaluate import auroc
+
+    ref_img, ref_mask = _bench_and_box()
+    q_img = ref_img.copy()
+    for y in (120, 150, 180, 210):
+        cv2.line(ref_img, (90, y), (210, y), (20, 30, 30), 3)
+        cv2.line(q_img, (93, y + 3), (213, y + 3), (20, 30, 30), 3)  # 3 px right and down
+    damage = np.zeros((300, 300), np.uint8)
+    cv2.circle(damage, (120, 235), 12, 255, -1)
+    q_img[damage > 0] = (40, 40, 220)  # a red sticker
+    res = reference_difference(q_img, ref_mask, ref_img, ref_mask, np.eye(3), refine=False)
+    plain = reference_difference(q_img, ref_mask, ref_img, ref_mask, np.eye(3), refine=False, shift_px=0,
+                                 flow_px=0)
+    inside = (cv2.erode(ref_mask, np.ones((9, 9), np.uint8)) > 0) & (damage == 0)
+    assert res.heatmap[damage > 0].mean() > 0.6
+    assert res.heatmap[inside].mean() < 0.5 * plain.heatmap[inside].mean()
+    product = ref_mask > 0
+    assert auroc(res.heatmap[product], damage[product] > 0) > 0.98
+    assert any(r.kind == "damage" and r.box_xyxy[0] <= 120 <= r.box_xyxy[2] for r in res.regions)

@@ -1,10 +1,12 @@
 """Reference difference: what differs between a returned view and its aligned catalogue view.
 
 The reference is warped into the returned view's pixels (the homography from verified matches /
-alignment), so the heat map is in the input image's coordinates. Two cues, each in [0, 1]:
-structure (1 - local SSIM of exposure-matched grey, Gaussian window) and colour (local ΔE00 of
-lightly blurred, exposure-matched Lab, 20 ΔE = 1). Where the reference has product and the return has
-none, the part is missing (1). Regions above ``threshold`` become findings with boxes.
+alignment), so the heat map is in the input image's coordinates; a smooth, short dense flow then takes up
+what one homography cannot (parallax, print a few pixels off). Two cues, each in [0, 1]: structure
+(1 - local SSIM of exposure-matched grey, Gaussian window), limited by colour, and colour (ΔE00 of
+lightly blurred, exposure-matched Lab to the reference's Lab envelope within 2 px, 20 ΔE = 1). Where the
+reference has product and the return has none, the part is missing (1). Regions above ``threshold``
+become findings with boxes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ class DifferenceRegion:
 class DifferenceResult:
     heatmap: np.ndarray  # float32 in [0, 1], the query image's size
     regions: tuple[DifferenceRegion, ...]
+
+
+def heatmap_u8(heatmap: np.ndarray) -> np.ndarray:
+    """The float heat map in [0, 1] as 8-bit grey (what `station compare --heatmap` writes, what the UI colours)."""
+    return np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+_REACH = 0.03  # soft missing heat reaches full strength this far (x shorter side) into the outline
+_ENV_DE_FULL = 20.0  # ΔE00 to the reference's envelope that counts as a full difference
+_ENV_GAIN = 2.0  # structure difference counts only as far as colour_env x this allows
 
 
 def _ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 3.0) -> np.ndarray:
@@ -121,10 +133,20 @@ def refine_outline(q_mask: np.ndarray, ref_mask: np.ndarray, query_to_ref: np.nd
 def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndarray, ref_mask: np.ndarray,
                          query_to_ref: np.ndarray, threshold: float = 0.5, min_area: int = 60,
                          refine: bool = True, min_depth: float = 0.03, min_missing_share: float = 0.005,
-                         bench_check: bool = True, min_missing_colour: float = 0.25) -> DifferenceResult:
+                         bench_check: bool = True, min_missing_colour: float = 0.25, shift_px: int = 2,
+                         soft_missing: bool = True, flow_px: float = 16.0,
+                         relative_bench: float = 2.5, decisive_colour: float = 20.0) -> DifferenceResult:
     """``refine``: refine the alignment on the outlines first. ``min_depth``: a missing part must reach this
     far into the reference outline (distance to its edge, x the outline's shorter side); thinner ones
-    are alignment slivers along the edge and are reported as damage of low score, not as missing parts."""
+    are alignment slivers along the edge and are reported as damage of low score, not as missing parts.
+    ``flow_px``: a smooth dense flow (at most this long) aligns the reference's appearance the last pixels
+    before comparing (0: off). ``shift_px``: colour differs by its distance to the reference's Lab
+    envelope within this radius; structure counts only as far as that colour difference allows (0: plain
+    per-pixel ΔE and SSIM). ``soft_missing``: reference product the return lacks shows in the map by its
+    colour difference (deeper = stronger) even where the filters below keep it from being a missing part.
+    ``relative_bench``/``decisive_colour``: a candidate missing part whose pixels are less than
+    ``decisive_colour`` ΔE00 from the reference part and not clearly the bench around it (ΔE to the part
+    < relative_bench x ΔE to that bench) is a pale part the segmentation dropped, not missing (0: off)."""
     h, w = q_mask.shape
     if refine:
         query_to_ref = refine_outline(q_mask, ref_mask, query_to_ref)
@@ -150,10 +172,44 @@ def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndar
     gain = float(np.median(rg[sel]) / max(np.median(qg[sel]), 1.0))
     q = np.clip(q * gain, 0, 255)
     qg = qg * gain
-    struct = np.clip((1.0 - _ssim_map(qg, rg)) / 1.2, 0, 1)
-    de = delta_e_ciede2000(bgr_to_lab_d50(q.astype(np.uint8)), bgr_to_lab_d50(r.astype(np.uint8)))
+    q_lab = bgr_to_lab_d50(q.astype(np.uint8))
+    # Plain per-pixel ΔE00 to the (unflowed) reference: what shows where the return lacks reference product
+    # (missing parts are judged on it); everywhere only when it is also the appearance cue (shift_px 0).
+    lacking = (ref_m[sl] > 0) & (q_mask[sl] == 0)
+    de = np.zeros(qg.shape, np.float64)
+    if shift_px > 0:
+        de[lacking] = delta_e_ciede2000(q_lab[lacking], bgr_to_lab_d50(r[lacking].astype(np.uint8)))
+    else:
+        de = delta_e_ciede2000(q_lab, bgr_to_lab_d50(r.astype(np.uint8)))
     colour = np.clip(de / 20.0, 0, 1).astype(np.float32)
-    local = np.maximum(struct, colour)
+    if flow_px > 0:
+        # What one homography cannot align (a box's top face seen from another height, print a few pixels
+        # off): a smooth dense flow, at most flow_px long, moves the reference onto the return before the
+        # appearance is compared. Smooth (sigma 6) and short, it cannot turn one colour into another, so a
+        # mark or a stain still differs.
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        flow = dis.calc(np.clip(qg, 0, 255).astype(np.uint8), np.clip(rg, 0, 255).astype(np.uint8), None)
+        flow = cv2.GaussianBlur(flow, (0, 0), 6.0)
+        mag = np.sqrt((flow ** 2).sum(axis=2, keepdims=True))
+        flow *= np.minimum(1.0, flow_px / np.maximum(mag, 1e-6))
+        hh, ww = qg.shape
+        gx, gy = np.meshgrid(np.arange(ww, dtype=np.float32), np.arange(hh, dtype=np.float32))
+        r = cv2.remap(r, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        rg = r.mean(axis=2)
+    struct = np.clip((1.0 - _ssim_map(qg, rg)) / 1.2, 0, 1)
+    if shift_px > 0:
+        # Tolerance to the alignment's last pixels: a returned pixel differs only by its distance to the
+        # envelope (per-channel min..max) of the reference's Lab within shift_px. Print edges, lines and
+        # texture a pixel or two off are then no difference; a mark whose colour the reference has
+        # nowhere near still is.
+        k = np.ones((2 * shift_px + 1, 2 * shift_px + 1), np.uint8)
+        r32 = bgr_to_lab_d50(r.astype(np.uint8)).astype(np.float32)
+        nearest = np.clip(q_lab, cv2.erode(r32, k), cv2.dilate(r32, k))
+        colour_env = np.clip(delta_e_ciede2000(q_lab, nearest) / _ENV_DE_FULL, 0, 1).astype(np.float32)
+        struct = np.minimum(struct, np.clip(colour_env * _ENV_GAIN, 0, 1))
+    else:
+        colour_env = colour
+    local = np.maximum(struct, colour_env)
     # Misalignment leaves thin slivers along edges: a small opening keeps only blobs.
     local = cv2.morphologyEx(local, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     local = np.where(inner, local, local * 0.5)
@@ -161,6 +217,14 @@ def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndar
     region[both[sl]] = local[both[sl]]
     missing = (ref_m[sl] > 0) & ~(cv2.dilate(q_mask[sl], np.ones((9, 9), np.uint8)) > 0)
     missing = cv2.morphologyEx(missing.astype(np.uint8), cv2.MORPH_OPEN, np.ones((7, 7), np.uint8)) > 0
+    if soft_missing and lacking.any():
+        # Reference product the return lacks, before the filters below decide what is a missing *part*: the
+        # map shows it by how much what is there differs from the reference, scaled by how deep it reaches
+        # into the outline (edge slivers stay faint).
+        depth0 = cv2.distanceTransform((ref_m[sl] > 0).astype(np.uint8), cv2.DIST_L2, 5)
+        rx0, ry0, rw0, rh0 = cv2.boundingRect((ref_m > 0).astype(np.uint8))
+        reach = np.clip(depth0 / max(1.0, _REACH * min(rw0, rh0)), 0, 1)
+        region[lacking] = np.maximum(region[lacking], (colour * reach)[lacking])
     if min_depth > 0 and missing.any():
         # Depth of each missing blob: how far it reaches into the reference outline.
         depth = cv2.distanceTransform((ref_m[sl] > 0).astype(np.uint8), cv2.DIST_L2, 5)
@@ -180,6 +244,19 @@ def reference_difference(q_img: np.ndarray, q_mask: np.ndarray, ref_img: np.ndar
                 # What shows there has the reference's colour (a seal strip as pale as the bench, shaded
                 # into the bench's grey): the part is there, not missing.
                 missing[blob] = False
+            elif bench_check and relative_bench > 0:
+                # What shows there is not clearly the bench right around it (within relative_bench x its
+                # distance to the reference part, and less than decisive_colour ΔE00 from that part): a pale
+                # part the segmentation dropped (seal strip, a carton's pale top face, a bottle's neck),
+                # present. A part that was there would differ from the bench beside it, a missing one not.
+                ring = ((cv2.dilate(blob.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0) & (ref_m[sl] == 0)
+                        & ~(cv2.dilate(q_mask[sl], np.ones((5, 5), np.uint8)) > 0))
+                if ring.sum() >= 20:
+                    local_bench = np.median(q_lab[ring], axis=0)
+                    to_bench = float(np.median(delta_e_ciede2000(q_lab[blob], local_bench)))
+                    to_ref = float(np.median(de[blob]))
+                    if to_ref < decisive_colour and to_ref < relative_bench * to_bench:
+                        missing[blob] = False
     region[missing] = 1.0
     heat[sl] = region
     heat = cv2.GaussianBlur(heat, (0, 0), 2.0)

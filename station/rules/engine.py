@@ -31,8 +31,10 @@ from station.domain import (
 GRADE_ORDER = {Grade.A: 0, Grade.B: 1, Grade.C: 2, Grade.D: 3}
 _EXTRA_KINDS = frozenset({"presentation_mismatch"})  # evidence from comparing the stream with the catalogue
 FLAGS = ("hygiene", "safety", "liquid")
-# Facts about the unit's past, not about its condition: they do not make an item "not clean".
+# Facts about the unit's past or about the stream's presentation, not about the item's condition: they do
+# not make an item "not clean".
 _HISTORY_KINDS = frozenset({"unit_seen_before"})
+_NOT_CONDITION_KINDS = _HISTORY_KINDS | _EXTRA_KINDS
 
 
 class RulesError(ValueError):
@@ -233,7 +235,7 @@ def _matches(cond: Condition, facts: _Facts) -> tuple[bool, list[Finding]]:
         used += [f for f in facts.findings if f.kind in cond.all]
     if cond.none is not None and k & set(cond.none):
         return False, []
-    if cond.clean is not None and (not (facts.kinds - _HISTORY_KINDS)) != cond.clean:
+    if cond.clean is not None and (not (facts.kinds - _NOT_CONDITION_KINDS)) != cond.clean:
         return False, []
     if cond.category is not None and facts.item.category not in cond.category:
         return False, []
@@ -339,7 +341,8 @@ class RulesEngine:
             if f.score < s.min_score:
                 dropped.append((f, f"score {f.score:.2f} below min_score {s.min_score}"))
                 continue
-            if f.kind == "colour_mismatch" and f.value is not None and f.value <= tolerance:
+            if f.kind in ("colour_mismatch", "presentation_mismatch") and f.value is not None \
+                    and f.value <= tolerance:
                 why = f"ΔE00 {f.value:.2f} within tolerance {tolerance}"
             elif f.kind == "wrong_item" and f.value is not None and f.value > s.identity_match_above:
                 why = f"identity score {f.value:.2f} above match threshold {s.identity_match_above}"
