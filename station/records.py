@@ -450,6 +450,20 @@ class StationStore(SqliteHandle):
             ]
             yield out
 
+    def images_of(self, record_id: str) -> list[tuple[str, str]]:
+        """(view, sha256) of a record's images. An override row has none of its own (it points at the row it
+        overrides), so the chain is followed back to the inspection that captured them."""
+        seen: set[str] = set()
+        while record_id and record_id not in seen:
+            seen.add(record_id)
+            images = [(v, s) for v, s in self.db.execute(
+                "SELECT view, sha256 FROM inspection_images WHERE record_id=? ORDER BY rowid", (record_id,))]
+            if images:
+                return images
+            parent = self.db.execute("SELECT overrides FROM inspections WHERE record_id=?", (record_id,)).fetchone()
+            record_id = parent[0] if parent else None
+        return []
+
     def history(self, unit_code: str) -> list[dict]:
         return list(self.rows("WHERE unit_code = ?", (unit_code,)))
 

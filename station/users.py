@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import sqlite3
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from station.dbhandle import SqliteHandle
-from station.domain import Disposition, Grade
+from station.domain import DETECTOR_CLASSES, Disposition, Grade
 from station.records import StationStore, StoreError, utc_now
 
 
@@ -43,10 +44,12 @@ class Permission(StrEnum):
     MANAGE_USERS = "manage_users"
     CALIBRATE = "calibrate"  # run the calibration wizard and store calibration profiles
     EDIT_SETTINGS = "edit_settings"  # read and change the station's config file
+    CORRECT_BOXES = "correct_boxes"  # move, resize, relabel, add or delete detector boxes (an override record)
 
 
 _INSPECTOR = frozenset({Permission.INSPECT, Permission.OVERRIDE, Permission.DASHBOARD})
-_SUPERVISOR = _INSPECTOR | {Permission.APPROVE_FLAGGED, Permission.REVIEW_QUEUE, Permission.CALIBRATE}
+_SUPERVISOR = _INSPECTOR | {Permission.APPROVE_FLAGGED, Permission.REVIEW_QUEUE, Permission.CALIBRATE,
+                            Permission.CORRECT_BOXES}
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.INSPECTOR: _INSPECTOR,
     Role.SUPERVISOR: frozenset(_SUPERVISOR),
@@ -58,6 +61,9 @@ OVERRIDE_REASONS: tuple[str, ...] = (
     "missed_defect", "false_defect", "wrong_grade", "wrong_disposition", "customer_evidence", "supervisor_approval",
     "other",
 )
+
+# Why a supervisor corrected the detector's boxes. Stored like override reasons: "<code>: <comment>".
+BOX_REASONS: tuple[str, ...] = ("missed_defect", "false_defect", "wrong_class", "box_position", "other")
 
 PIN_PATTERN = re.compile(r"^[0-9]{4,8}$")
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -369,3 +375,46 @@ def review_queue(store: StationStore, user: User, reason: str | None = None, bra
                              row["disposition"], d.get("proposed_disposition") or row["disposition"],
                              tuple(d.get("rules_fired", [])), tuple(d.get("reasons", []))))
     return out
+
+
+def current_boxes(row: Mapping) -> list[dict]:
+    """The detector boxes a record stands for, each ``{"view", "class", "box_xyxy"}``: its box correction
+    (``decision_json["boxes"]``, carried on by later overrides) when there is one, else its detector findings."""
+    decision = json.loads(row["decision_json"])
+    if "boxes" in decision:
+        return [{"view": b["view"], "class": b["class"], "box_xyxy": [float(v) for v in b["box_xyxy"]]}
+                for b in decision["boxes"]]
+    return [{"view": f["view"], "class": f["kind"], "box_xyxy": [float(v) for v in f["box_xyxy"]]}
+            for f in json.loads(row["findings_json"])
+            if f.get("source") == "detector" and f.get("view") and "box_xyxy" in f]
+
+
+def correct_boxes(store: StationStore, user: User, record_id: str, reason_code: str, boxes: Iterable[Mapping],
+                  comment: str = "", classes: Iterable[str] = DETECTOR_CLASSES) -> str:
+    """Store a supervisor's box correction as an override record (``StationStore.override_boxes``); the record
+    itself is never edited. ``boxes`` is the complete corrected set for every view of the record, in the
+    stored images' pixel coordinates; ``classes`` are the detector's class names. Returns the new record id."""
+    require(user, Permission.CORRECT_BOXES, "correct detector boxes")
+    if reason_code not in BOX_REASONS:
+        raise ValueError(f"unknown box correction reason {reason_code!r}: use one of {', '.join(BOX_REASONS)}")
+    if reason_code == "other" and not comment.strip():
+        raise ValueError("reason 'other' needs a comment that says why")
+    _current(store, record_id)  # a correction of an outdated record would silently drop the later decision
+    views = {v for v, _ in store.images_of(record_id)}
+    classes = tuple(classes)
+    clean = []
+    for i, b in enumerate(boxes):
+        view, cls, xyxy = b.get("view"), b.get("class"), b.get("box_xyxy")
+        if view not in views:
+            raise ValueError(f"box {i}: record {record_id} has no {view!r} view (it has {', '.join(sorted(views))})")
+        if cls not in classes:
+            raise ValueError(f"box {i}: unknown class {cls!r}: use one of {', '.join(classes)}")
+        try:
+            x1, y1, x2, y2 = (float(v) for v in xyxy)
+        except (TypeError, ValueError):
+            raise ValueError(f"box {i}: box_xyxy must be four numbers [x1, y1, x2, y2], got {xyxy!r}") from None
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
+            raise ValueError(f"box {i}: [x1, y1, x2, y2] needs 0 <= x1 < x2 and 0 <= y1 < y2, got {xyxy!r}")
+        clean.append({"view": view, "class": cls, "box_xyxy": [x1, y1, x2, y2]})
+    reason = reason_code + (f": {comment.strip()}" if comment.strip() else "")
+    return store.override_boxes(record_id, user.username, f"[{user.role.value}] {reason}", clean)

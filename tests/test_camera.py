@@ -81,3 +81,25 @@ def test_a_missing_source_is_a_clear_error(tmp_path):
     cam = OpenCVCamera(str(tmp_path / "nope.avi"))
     with pytest.raises(CameraError, match="cannot open camera .*nope.avi"):
         cam.trigger()
+
+
+def test_live_preview_never_changes_what_a_capture_returns(video):
+    from vision.camera import StagedItem, SyntheticCamera, can_preview
+
+    cam = SyntheticCamera()
+    empty = cam.preview()  # nothing staged: the empty bench, not an error
+    assert empty.image.shape == (300, 400, 3) and empty.view == "live"
+    cam.stage(StagedItem("BTL-FEED-240", {"front": ("scratch",)}, 3))
+    before = cam.capture("front").image
+    a, b = cam.preview("front"), cam.preview("front")
+    assert a.image.shape == (300, 400, 3) and not np.array_equal(a.image, b.image)  # live: noise moves
+    assert np.array_equal(cam.capture("front").image, before)
+
+    opencv = OpenCVCamera(str(video), warmup_frames=1)
+    try:
+        assert can_preview(opencv) and not opencv.live_source and not opencv.is_open
+        assert opencv.preview() is None  # a video file's frames belong to the captures
+        assert frame_index(opencv.capture("top").image) == 1 and opencv.is_open
+    finally:
+        opencv.close()
+    assert not opencv.is_open and OpenCVCamera(0).live_source and OpenCVCamera("rtsp://cam/1").live_source

@@ -123,3 +123,109 @@ def test_unknown_sku_and_bad_scan_are_reported_not_crashed(qtbot, data_dir):
     qtbot.waitUntil(lambda: "NO-SUCH-SKU" in bench.prompt.text(), timeout=WAIT_MS)
     assert "unknown SKU" in bench.prompt.text() and bench.prompt.property("state") == "bad"
     assert bench.state == "idle" and rows(data_dir, "ORD-X") == []
+
+
+# ------------------------------------------------------------------------------------------- live view
+
+
+def _shown(tile):
+    """The picture the live tile shows now, as an image (None: nothing shown)."""
+    pix = tile.image.pixmap()
+    return None if pix is None or pix.isNull() else pix.toImage()
+
+
+def test_live_view_runs_while_idle_and_pauses_for_inspection_and_when_hidden(qtbot, data_dir):
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "supervisor", "2222")  # a supervisor has other tabs to switch to
+    bench, live = win.bench, win.bench.live
+    states = []  # the bench's state each time a grab went to the worker
+    live.grab_requested.connect(lambda: states.append(bench.state))
+
+    qtbot.waitUntil(lambda: live.shown >= 1, timeout=WAIT_MS)
+    first = _shown(bench.live_tile)
+    assert first is not None and bench.live_tile.caption.text() == "Live"
+    qtbot.waitUntil(lambda: _shown(bench.live_tile) != first, timeout=WAIT_MS)  # a moving picture, not a still
+
+    qtbot.keyClicks(bench.scan, _rma("ORD-UI-LIVE"))
+    qtbot.keyClick(bench.scan, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bench.state == "capturing", timeout=WAIT_MS)
+    seen = live.shown
+    qtbot.waitUntil(lambda: live.shown > seen, timeout=WAIT_MS)  # live while waiting for the operator
+    assert bench.live_tile.caption.text().startswith("Live:")  # with the quality gate's verdict
+    while bench.state != "decided":
+        qtbot.waitUntil(lambda: bench.state in ("capturing", "decided"), timeout=WAIT_MS)
+        if bench.state == "capturing":
+            qtbot.keyClick(bench, Qt.Key.Key_Space)
+    assert all(tile.has_image for tile in bench.tiles.values())
+    requested = live.requested
+    qtbot.wait(600)  # decided: the tiles show the inspection, the camera rests
+    assert live.requested == requested and bench.live_tile.caption.text() == "Live view paused"
+    assert set(states) <= {"idle", "capturing"}, states  # never while capturing or inspecting used the camera
+    assert live.max_in_flight == 1
+
+    qtbot.keyClick(bench, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: bench.state == "idle", timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: live.requested > requested, timeout=WAIT_MS)  # back to live
+
+    win.tabs.setCurrentWidget(win.dashboard)
+    assert not live.timer.isActive()
+    qtbot.waitUntil(lambda: live.in_flight == 0, timeout=WAIT_MS)
+    requested = live.requested
+    qtbot.wait(600)
+    assert live.requested == requested  # hidden page: no grabs
+    win.tabs.setCurrentWidget(win.bench)
+    qtbot.waitUntil(lambda: live.requested > requested, timeout=WAIT_MS)
+
+    win.showMinimized()
+    qtbot.waitUntil(lambda: win.isMinimized() and live.in_flight == 0, timeout=WAIT_MS)
+    requested = live.requested
+    qtbot.wait(600)
+    assert live.requested == requested  # minimised window: no grabs
+    win.showNormal()
+    qtbot.waitUntil(lambda: live.requested > requested, timeout=WAIT_MS)
+
+
+def test_live_view_drops_frames_instead_of_queueing_grabs(qtbot, data_dir):
+    import time
+
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, "inspector", "1111")
+    bench, live = win.bench, win.bench.live
+    real = win.ctx.station.camera
+    calls = []
+
+    class SlowPreview:  # a camera whose live frames take 0.35 s: three ticks pass during each grab
+        def stage(self, item):
+            real.stage(item)
+
+        def capture(self, view):
+            return real.capture(view)
+
+        def preview(self, view=None):
+            calls.append(view)
+            time.sleep(0.35)
+            return real.preview(view)
+
+        def close(self):
+            real.close()
+
+    qtbot.waitUntil(lambda: live.in_flight == 0, timeout=WAIT_MS)
+    win.ctx.station.camera = SlowPreview()
+    in_flight = []
+    live.grab_requested.connect(lambda: in_flight.append(live.in_flight))
+    t0 = time.monotonic()
+    qtbot.wait(2500)
+    elapsed = time.monotonic() - t0
+    assert live.max_in_flight == 1 and set(in_flight) == {1}
+    assert 2 <= len(calls) <= elapsed / 0.35 + 1  # one grab at a time: ~7, not one per 110 ms tick (~22)
+
+    class NoPreview:  # e.g. a folder replay: the tile says so instead of failing
+        def capture(self, view):
+            return real.capture(view)
+
+        def close(self):
+            real.close()
+
+    win.ctx.station.camera = NoPreview()
+    qtbot.waitUntil(lambda: bench.live_tile.caption.text() == "This camera has no live view", timeout=WAIT_MS)
+    assert not bench.live_tile.has_image

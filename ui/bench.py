@@ -1,5 +1,9 @@
 """Inspector bench: scan -> guided capture (quality gate, retake prompts) -> decision -> accept / override.
 
+A live camera view (ui.live) with the quality gate's verdict runs while the bench is idle or waits for a
+capture; it pauses while a capture or an inspection uses the camera, and while the page is hidden or the
+window minimised.
+
 Keyboard only: type or scan the RMA code and press Enter; Space captures the next view; Enter accepts;
 F8 overrides; Esc cancels the item; F2 stages the next simulated return (simulated camera). Every camera,
 pipeline and database call runs on the station worker thread (ui.jobs), never on the UI thread.
@@ -13,7 +17,7 @@ from typing import Callable
 
 import cv2
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QKeyEvent
+from PyQt6.QtGui import QHideEvent, QKeyEvent, QShowEvent
 from PyQt6.QtWidgets import (QApplication, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                              QVBoxLayout, QWidget)
 
@@ -22,6 +26,7 @@ from station.users import Permission, approve, record_override
 from ui.context import StationContext
 from ui.i18n import name, rule_text, tr
 from ui.images import draw_boxes, thumbnail, to_qimage
+from ui.live import LivePicture, LiveTile, LiveView
 from ui.scan import RmaError, format_rma, parse_rma
 from ui.widgets import ImageTile, OverrideDialog, data_label
 
@@ -47,6 +52,12 @@ class BenchPage(QWidget):
         self.override_dialog: OverrideDialog | None = None
         self._prompt: Callable[[], str] = lambda: tr("Scan an RMA code and press Enter")
         self._prompt_state = ""
+        self._live_caption: Callable[[], str] = lambda: ""
+        self._live_caption_state = ""
+        self.live = LiveView(ctx, self._live_wanted, self)
+        self.live.picture.connect(self._show_live)
+        self.live.active_changed.connect(self._live_active)
+        self.live.failed.connect(self._live_failed)
         self._build()
         self.retranslate()
 
@@ -86,6 +97,9 @@ class BenchPage(QWidget):
         tiles.addWidget(sep)
         tiles.addWidget(self.reference)
         tiles.addStretch(1)
+
+        self.live_tile = LiveTile()
+        self.live_tile.setObjectName("liveView")
 
         self.decision = QFrame()
         self.decision.setObjectName("decision")
@@ -145,7 +159,10 @@ class BenchPage(QWidget):
         lay.addWidget(self.prompt)
         lay.addLayout(info)
         lay.addLayout(tiles)
-        lay.addWidget(self.decision, 1)
+        middle = QHBoxLayout()
+        middle.addWidget(self.live_tile, 2)
+        middle.addWidget(self.decision, 3)
+        lay.addLayout(middle, 1)
         lay.addLayout(buttons)
         self._update_buttons()
 
@@ -158,6 +175,8 @@ class BenchPage(QWidget):
                         ("brand", "Brand"), ("streamer", "Streamer")):
             self.info_labels[k].setText(tr(text))
         self.reference.title.setText(tr("Catalogue reference"))
+        self.live_tile.title.setText(tr("Live camera"))
+        self._set_live_caption(self._live_caption, self._live_caption_state)
         self.grade_title.setText(tr("Grade"))
         self.liability_title.setText(tr("Liability"))
         self.rules_title.setText(tr("Why (rules that fired)"))
@@ -203,6 +222,49 @@ class BenchPage(QWidget):
 
     def current_view(self) -> str | None:
         return next((v for v in self.views if v not in self.frames), None)
+
+    # ----------------------------------------------------------------------------------------- live view
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.live.start()
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.live.stop()  # another tab, or the login page; a minimised window is caught by _live_wanted
+
+    def _live_wanted(self) -> tuple[bool, str | None]:
+        """Live while the bench is idle or waits for the operator to capture; never while the camera is busy."""
+        window = self.window()
+        active = (self.isVisible() and not window.isMinimized() and self.state in ("idle", "capturing"))
+        return active, (self.current_view() if self.state == "capturing" else None)
+
+    def _set_live_caption(self, fn: Callable[[], str], state: str = "") -> None:
+        self._live_caption, self._live_caption_state = fn, state
+        text, cap = fn(), self.live_tile.caption
+        if text != cap.text() or state != (cap.property("state") or ""):  # re-polishing 9 times a second is waste
+            self.live_tile.set_caption(text, state)
+
+    def _show_live(self, pic: LivePicture) -> None:
+        self.live_tile.set_image(pic.image)
+        v = pic.verdict
+        if self.state != "capturing":
+            self._set_live_caption(lambda: tr("Live"))
+        elif v.ok:
+            self._set_live_caption(lambda: tr("Live: ready to capture (Space)"), "ok")
+        else:
+            self._set_live_caption(lambda p=v.problems: tr("Live: {problems}, adjust before capturing",
+                                                          problems="; ".join(_problem_words(x) for x in p)), "bad")
+
+    def _live_active(self, active: bool) -> None:
+        if not active and self.state not in ("starting", "busy"):  # a capture is a blink: keep the picture
+            self._set_live_caption(lambda: tr("Live view paused"))
+
+    def _live_failed(self, error: str) -> None:
+        self.live_tile.set_image(None)
+        if error:
+            self._set_live_caption(lambda e=error: tr("Live view unavailable: {error}", error=e), "bad")
+        else:
+            self._set_live_caption(lambda: tr("This camera has no live view"))
 
     # ----------------------------------------------------------------------------------------- keys
     def keyPressEvent(self, event: QKeyEvent) -> None:
@@ -342,6 +404,7 @@ class BenchPage(QWidget):
         self.state = "inspecting"
         self._update_buttons()
         self._set_prompt(lambda: tr("Inspecting..."))
+        self._set_live_caption(lambda: tr("Live view paused"))  # the live view saw a capture blink: no event
         ctx, request, user = self.ctx, self.request, self.ctx.user
         frames = [self.frames[v] for v in self.views]
 

@@ -1,17 +1,22 @@
 """Dashboard: items/hour, grades, dispositions, defect Pareto, liability by party, top brands and streamers,
-sync state; pyqtgraph charts refreshed live (timer and after every write) from the database via the worker."""
+sync state, and the drift watch (per-class detection rate and confidence, recent items vs the baseline before
+them, with a warning banner); pyqtgraph charts refreshed live (timer and after every write) from the database
+via the worker."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QTimer
-from PyQt6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtGui import QBrush, QColor
+from PyQt6.QtWidgets import (QAbstractItemView, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
+                             QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from models.drift import DriftPolicy
 from station.domain import Party
 from ui.context import StationContext
 from ui.i18n import name, tr
-from ui.stats import DashboardStats, dashboard_stats
+from ui.stats import DashboardStats, DriftStats, dashboard_stats, drift_stats
 from ui.status import sync_text
 
 REFRESH_MS = 5000
@@ -54,13 +59,157 @@ class BarChart(QFrame):
         self.plot.setYRange(0, max(self.values + [1.0]) * 1.1, padding=0)
 
 
+class GroupedBarChart(BarChart):
+    """BarChart's frame and style with several bars per category (e.g. baseline and recent) and a legend."""
+
+    def __init__(self, colours: tuple[str, ...] = ("#9aa5b1", "#3a7bd5"), parent: QWidget | None = None) -> None:
+        super().__init__(colours[-1], parent=parent)
+        self.colours = colours
+        self.series: list[tuple[str, list[float]]] = []
+        self.plot.addLegend(offset=(-10, 5))
+
+    def set_groups(self, categories: list[str], series: list[tuple[str, list[float]]]) -> None:
+        """``series``: (legend label, one value per category), drawn side by side in ``colours`` order."""
+        self.categories = list(categories)
+        self.series = [(label, [float(v) for v in values]) for label, values in series]
+        self.values = [v for _, values in self.series for v in values]
+        self.plot.clear()  # also empties the legend
+        x = np.arange(len(self.categories))
+        width = 0.8 / max(len(self.series), 1)
+        if len(self.categories):
+            for i, ((label, values), colour) in enumerate(zip(self.series, self.colours)):
+                offset = (i - (len(self.series) - 1) / 2) * width
+                self.plot.addItem(pg.BarGraphItem(x=x + offset, height=values, width=width * 0.9, brush=colour,
+                                                  name=label))  # the name puts it in the legend
+        self.plot.getAxis("bottom").setTicks([list(zip(x.tolist(), self.categories))])
+        self.plot.setXRange(-0.6, max(len(self.categories), 1) - 0.4, padding=0)
+        self.plot.setYRange(0, max(self.values + [10.0]) * 1.15, padding=0)
+
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: tuple[int, ...]) -> str:
+    """A confidence histogram (0 -> 1, left to right) as block characters; "-" when there are no boxes."""
+    top = max(counts, default=0)
+    if top == 0:
+        return "-"
+    # An empty bin is the lowest block (a space would be narrower and shift the columns); others start one up.
+    return "".join(_SPARK[0] if n == 0 else _SPARK[1 + min(len(_SPARK) - 2, int(n / top * (len(_SPARK) - 2)))]
+                   for n in counts)
+
+
+class _WrappedNote(QLabel):
+    """A word-wrapped label that does not report height-for-width: in the dashboard's grid that made its row
+    take the height of the charts above it."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+
+class DriftPanel(QFrame):
+    """Drift watch: detection rate per class (baseline vs recent bars), a confidence summary per class, and a
+    note saying which windows are compared. The warning banner is the page's (it belongs at the top)."""
+
+    COLUMNS = ("Class", "Detection rate\nbefore → recent", "Mean confidence\nbefore → recent",
+               "Confidence 0 → 1\nbefore | recent")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("driftPanel")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel()
+        self.title.setObjectName("chartTitle")
+        self.note = _WrappedNote()
+        self.note.setWordWrap(True)
+        self.note.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.chart = GroupedBarChart()
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setObjectName("driftTable")
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        # A table asks for more height than a chart: let it take its row's height, not set it.
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        body = QHBoxLayout()
+        body.addWidget(self.chart, 2)
+        body.addWidget(self.table, 3)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.title)
+        lay.addWidget(self.note)
+        lay.addLayout(body, 1)
+        self.drift: DriftStats | None = None
+
+    def set_drift(self, drift: DriftStats | None) -> None:
+        self.drift = drift
+        self.title.setText(tr("Model drift watch"))
+        self.chart.title.setText(tr("Detection rate per class (%): before vs recent"))
+        self.table.setHorizontalHeaderLabels([tr(c) for c in self.COLUMNS])
+        if drift is None:
+            self.note.setText(tr("Loading..."))
+            self.chart.set_groups([], [])
+            self.table.setRowCount(0)
+            return
+        p = drift.policy
+        if drift.enough_data:
+            self.note.setText(tr("Last {recent} items vs the {baseline} before them; a class warns when its rate "
+                                 "moves more than {rate:.0%} or its mean confidence more than {conf:.2f}",
+                                 recent=drift.recent_items, baseline=drift.baseline_items,
+                                 rate=p.rate_threshold, conf=p.confidence_threshold))
+        else:
+            self.note.setText(tr("Not enough items to judge drift yet: {recent} recent and {baseline} before them "
+                                 "(at least {need} each)", recent=drift.recent_items, baseline=drift.baseline_items,
+                                 need=p.min_items))
+        # Classes the detector found in either window, and any that warn; all of them would crowd the axis.
+        shown = [c for c in drift.classes if c.warn or c.baseline_rate or c.recent_rate]
+        self.chart.set_groups([name("finding", c.kind) for c in shown],
+                              [(tr("before"), [100 * c.baseline_rate for c in shown]),
+                               (tr("recent"), [100 * c.recent_rate for c in shown])])
+        self.table.setRowCount(len(shown))
+        for r, c in enumerate(shown):
+            cells = (("⚠ " if c.warn else "") + name("finding", c.kind),
+                     f"{c.baseline_rate:.0%} → {c.recent_rate:.0%}",
+                     f"{_conf(c.baseline_confidence)} → {_conf(c.recent_confidence)}",
+                     f"{sparkline(c.baseline_hist)} | {sparkline(c.recent_hist)}")
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if (col == 0 and c.warn) or (col == 1 and c.rate_moved) or (col == 2 and c.confidence_moved):
+                    item.setForeground(QBrush(QColor("#b00020")))
+                self.table.setItem(r, col, item)
+
+
+def _conf(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def drift_banner_text(drift: DriftStats | None) -> str:
+    """The warning over the dashboard; "" when nothing drifted."""
+    if drift is None or not drift.drifted:
+        return ""
+    parts = []
+    for c in drift.drifted:
+        moved = []
+        if c.rate_moved:
+            moved.append(tr("rate {before:.0%} → {recent:.0%}", before=c.baseline_rate, recent=c.recent_rate))
+        if c.confidence_moved:
+            moved.append(tr("confidence {before:.2f} → {recent:.2f}", before=c.baseline_confidence,
+                            recent=c.recent_confidence))
+        parts.append(tr("{kind} ({changes})", kind=name("finding", c.kind), changes=", ".join(moved)))
+    return tr("Model drift: {classes}. Check the camera and the lighting first, then the model",
+              classes="; ".join(parts))
+
+
 class DashboardPage(QWidget):
     def __init__(self, ctx: StationContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("dashboard")
         self.stats: DashboardStats | None = None
+        self.drift: DriftStats | None = None
         self._loading = False
+        self._again = False
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -75,13 +224,20 @@ class DashboardPage(QWidget):
         head = QHBoxLayout()
         head.addWidget(self.summary, 1)
         head.addWidget(self.sync)
+        self.drift_banner = QLabel()
+        self.drift_banner.setObjectName("driftBanner")
+        self.drift_banner.setWordWrap(True)
+        self.drift_banner.setVisible(False)
+        self.drift_panel = DriftPanel()
         grid = QGridLayout()
         order = ("per_hour", "grades", "dispositions", "pareto", "liability", "brands", "streamers")
-        positions = ((0, 0, 1, 2), (0, 2, 1, 1), (0, 3, 1, 1), (1, 0, 1, 2), (1, 2, 1, 1), (1, 3, 1, 1), (2, 0, 1, 2))
+        positions = ((0, 0, 1, 2), (0, 2, 1, 1), (0, 3, 1, 1), (1, 0, 1, 2), (1, 2, 1, 1), (1, 3, 1, 1), (2, 0, 1, 1))
         for key, pos in zip(order, positions):
             grid.addWidget(self.charts[key], *pos)
+        grid.addWidget(self.drift_panel, 2, 1, 1, 3)
         lay = QVBoxLayout(self)
         lay.addLayout(head)
+        lay.addWidget(self.drift_banner)
         lay.addLayout(grid, 1)
         self.retranslate()
 
@@ -97,22 +253,50 @@ class DashboardPage(QWidget):
         for key, text in titles.items():
             self.charts[key].title.setText(tr(text))
         self._render()
+        self._render_drift()
 
     def refresh(self) -> None:
+        if self.ctx.station is not None and self._loading and self.isVisible():
+            self._again = True  # the tab was just shown during a refresh made while hidden (without drift)
         if self.ctx.station is None or self._loading:
             return
         self._loading = True
         ctx = self.ctx
+        m = ctx.config.models
+        policy = DriftPolicy(m.drift_window, m.drift_baseline, m.drift_rate_threshold, m.drift_confidence_threshold)
+        # Drift reads up to window + baseline rows (~15 ms of worker time at the defaults): only while someone
+        # looks at it; showing the tab refreshes at once.
+        with_drift = self.isVisible()
 
-        def done(stats):
+        def work():
+            store = ctx.station.store
+            return dashboard_stats(store), (drift_stats(store, policy) if with_drift else None)
+
+        def done(result):
             self._loading = False
-            self.stats = stats
+            self.stats, drift = result
             self._render()
+            if drift is not None:
+                self.drift = drift
+                self._render_drift()
+            self._refresh_again()
 
         def failed(exc):
             self._loading = False
+            self._refresh_again()
 
-        self.ctx.jobs.submit(lambda: dashboard_stats(ctx.station.store), done, failed)
+        self.ctx.jobs.submit(work, done, failed)
+
+    def _refresh_again(self) -> None:
+        if self._again:
+            self._again = False
+            self.refresh()
+
+    def _render_drift(self) -> None:
+        banner = drift_banner_text(self.drift)
+        self.drift_banner.setText(banner)
+        self.drift_banner.setVisible(bool(banner))
+        self.drift_panel.set_drift(self.drift)
 
     def _render(self) -> None:
         s = self.stats

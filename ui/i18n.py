@@ -62,6 +62,8 @@ _NAMES: dict[str, dict[str, str]] = {
     "override": {"missed_defect": "Missed defect", "false_defect": "False defect", "wrong_grade": "Wrong grade",
                  "wrong_disposition": "Wrong disposition", "customer_evidence": "Customer evidence",
                  "supervisor_approval": "Supervisor approval", "other": "Other (comment needed)"},
+    "box_reason": {"missed_defect": "Missed defect", "false_defect": "False defect", "wrong_class": "Wrong class",
+                   "box_position": "Box in the wrong place or size", "other": "Other (comment needed)"},
     "category": {"infant_feeding": "Infant feeding", "infant_safety": "Infant safety", "infant_care": "Infant care",
                  "electronics": "Electronics", "apparel": "Apparel", "cosmetics": "Cosmetics", "toys": "Toys",
                  "household": "Household"},

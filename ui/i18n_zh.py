@@ -301,6 +301,62 @@ ZH: dict[str, str] = {
     "under-exposed: add light": "曝光不足：请增加照明",
     "over-exposed: reduce exposure": "曝光过度：请降低曝光",
     "glare: tilt the item or the light": "反光：请倾斜商品或灯光",
+    # review queue: box editor and heat maps
+    "Correct boxes...": "修正检测框…",
+    "Move, resize, relabel, add or delete the detector's boxes (Ctrl+B); stored as an override with your name":
+        "移动、缩放、更改类别、添加或删除检测模型的框（控制键+B）；以改判记录保存并署您的名字",
+    "Show heat maps (H)": "显示热力图（H）",
+    "Overlay where each view differs from the catalogue reference": "在图像上叠加各视角与目录参考图的差异",
+    "No catalogue reference for {sku}: no heat map": "目录中没有 {sku} 的参考图：无法生成热力图",
+    "No item found in this view: no heat map": "此视角中未找到商品：无法生成热力图",
+    "This view does not line up with the reference: no heat map": "此视角无法与参考图对齐：无法生成热力图",
+    "Computing heat map...": "正在计算热力图…",
+    "Largest difference from the reference: {v:.2f}": "与参考图的最大差异：{v:.2f}",
+    "Heat maps failed: {error}": "热力图计算失败：{error}",
+    "Only a supervisor can correct boxes": "只有主管可以修正检测框",
+    "Boxes corrected for {order}": "已修正 {order} 的检测框",
+    "Correct boxes": "修正检测框",
+    "Class of the selected box (new boxes get it too)": "所选框的类别（新添加的框也使用此类别）",
+    "Add box": "添加框",
+    "Add a box in the middle of the image, or press N and drag on the image": "在图像中央添加一个框，或按 N 键后在图像上拖动",
+    "Delete box": "删除框",
+    "Delete the selected box (Delete key)": "删除所选框（删除键）",
+    "Drag a box to move it, drag its corners to resize it, drag on empty image to add one (N, then drag: "
+    "anywhere). Tab selects the next box, arrow keys move it (Shift: 10 pixels), Ctrl+arrow keys resize it, "
+    "Delete removes it.":
+        "拖动框可移动，拖动框角可缩放，在空白图像处拖动可添加新框（按 N 键后可在任意位置拖动）。"
+        "制表键选择下一个框，方向键移动（按住上档键：每次 10 像素），控制键+方向键缩放，删除键删除。",
+    "Choose a reason": "请选择原因",
+    "Save correction": "保存修正",
+    "{n} box(es) in all views": "所有视角共 {n} 个框",
+    "Wrong class": "类别错误",
+    "Box in the wrong place or size": "框的位置或大小错误",
+    # bench live view and model drift
+    "Live camera": "实时画面",
+    "Live": "实时",
+    "Live: ready to capture (Space)": "实时：可以拍摄（按空格）",
+    "Live: {problems}, adjust before capturing": "实时：{problems}，请调整后再拍摄",
+    "Live view paused": "实时画面已暂停",
+    "Live view unavailable: {error}": "实时画面不可用：{error}",
+    "This camera has no live view": "此相机不支持实时画面",
+    "Model drift watch": "模型漂移监测",
+    "Detection rate per class (%): before vs recent": "各类别检出率（%）：此前与最近对比",
+    "Class": "类别",
+    "Detection rate\nbefore → recent": "检出率\n此前 → 最近",
+    "Mean confidence\nbefore → recent": "平均置信度\n此前 → 最近",
+    "Confidence 0 → 1\nbefore | recent": "置信度分布 0 → 1\n此前 | 最近",
+    "Last {recent} items vs the {baseline} before them; a class warns when its rate moves more than {rate:.0%} "
+    "or its mean confidence more than {conf:.2f}":
+        "最近 {recent} 件与此前 {baseline} 件对比；某类别检出率变化超过 {rate:.0%} 或平均置信度变化超过 {conf:.2f} 时发出警告",
+    "Not enough items to judge drift yet: {recent} recent and {baseline} before them (at least {need} each)":
+        "件数不足，暂无法判断漂移：最近 {recent} 件，此前 {baseline} 件（每段至少需要 {need} 件）",
+    "before": "此前",
+    "recent": "最近",
+    "rate {before:.0%} → {recent:.0%}": "检出率 {before:.0%} → {recent:.0%}",
+    "confidence {before:.2f} → {recent:.2f}": "置信度 {before:.2f} → {recent:.2f}",
+    "{kind} ({changes})": "{kind}（{changes}）",
+    "Model drift: {classes}. Check the camera and the lighting first, then the model":
+        "模型漂移：{classes}。请先检查相机和照明，再检查模型",
 }
 
 # Plain-words explanations of the shipped rules (station/rules/default_rules.toml), by rule id.

@@ -39,6 +39,7 @@ class Jobs(QObject):
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
         self._callbacks: dict[int, tuple[Callable | None, Callable | None]] = {}
+        self._quiet: set[int] = set()  # pending tokens that do not count as "busy" (the live view's grabs)
         self._tokens = itertools.count(1)
         self._stopped = False
 
@@ -73,8 +74,12 @@ class Jobs(QObject):
     def pending(self) -> int:
         return len(self._callbacks)
 
+    def _busy(self) -> bool:
+        return len(self._callbacks) > len(self._quiet)
+
     def submit(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[Exception], None] | None = None) -> int:
+               on_error: Callable[[Exception], None] | None = None, quiet: bool = False) -> int:
+        """``quiet``: routine background work (a live-view frame) that must not flash the busy indicator."""
         if self._thread is None:
             if self._stopped:
                 # The window is closing: a timer or a queued signal that fires after shutdown is dropped,
@@ -82,15 +87,20 @@ class Jobs(QObject):
                 return -1
             raise RuntimeError("Jobs.start() first")
         token = next(self._tokens)
+        was_busy = self._busy()
         self._callbacks[token] = (on_done, on_error)
-        if len(self._callbacks) == 1:
+        if quiet:
+            self._quiet.add(token)
+        elif not was_busy:
             self.busy_changed.emit(True)
         self._request.emit(token, fn)
         return token
 
     def _finish(self, token: int) -> tuple[Callable | None, Callable | None]:
+        was_busy = self._busy()
         cbs = self._callbacks.pop(token, (None, None))
-        if not self._callbacks:
+        self._quiet.discard(token)
+        if was_busy and not self._busy():
             self.busy_changed.emit(False)
         return cbs
 

@@ -13,20 +13,27 @@ from typing import Callable
 
 import cv2
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtWidgets import (QAbstractItemView, QComboBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
+from PyQt6.QtGui import QKeySequence, QShortcut
+from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
                              QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from station.domain import ReturnReason
-from station.users import QueueItem, approve, bulk_approve, record_override, review_queue
+from station.domain import DETECTOR_CLASSES, ReturnReason
+from station.users import (Permission, QueueItem, approve, bulk_approve, correct_boxes, current_boxes,
+                           record_override, review_queue)
+from ui.box_editor import BoxEditorDialog
 from ui.context import StationContext
 from ui.i18n import name, rule_text, tr
-from ui.images import thumbnail, to_qimage
+from ui.images import heat_overlay, thumbnail, to_qimage
 from ui.widgets import ImageTile, OverrideDialog, data_label
 
 EXPORT_PROGRESS = "Exporting evidence"
 AGES = (("Any age", None, None), ("Older than 1 h", 1.0, None), ("Older than 24 h", 24.0, None),
         ("Last hour", None, 1.0))
 COLUMNS = ("Age", "Order", "SKU", "Brand", "Streamer", "Reason", "Grade", "Proposed", "Why flagged")
+TILE_SIDE = 360  # px: evidence thumbnails and their heat-map overlays
+HEAT_NOTES = {"no_reference": "No catalogue reference for {sku}: no heat map",
+              "no_item": "No item found in this view: no heat map",
+              "not_aligned": "This view does not line up with the reference: no heat map"}
 
 
 class QueuePage(QWidget):
@@ -40,6 +47,11 @@ class QueuePage(QWidget):
         self.items: list[QueueItem] = []
         self.evidence: dict | None = None
         self.override_dialog: OverrideDialog | None = None
+        self.box_editor: BoxEditorDialog | None = None
+        self.heat: dict | None = None  # {"record_id", "views": {view: (status, full-size heat map | None, overlay)}}
+        self._heat_comparer = None  # built on the worker when the station's comparer has no reference difference
+        self._heat_wanted: str | None = None  # the record whose heat maps are wanted now (read by the worker)
+        self._reselect_order: str | None = None  # after a box correction the item's record id changes
         self._loading = False
         self._again = False
         self._build()
@@ -80,8 +92,12 @@ class QueuePage(QWidget):
         self.change_button.clicked.connect(self.change_current)
         self.bulk_button.clicked.connect(self.bulk_approve_selected)
         self.export_button.clicked.connect(self.export_current)
+        self.boxes_button = QPushButton()
+        self.boxes_button.clicked.connect(self.open_box_editor)
+        QShortcut(QKeySequence("Ctrl+B"), self, self.open_box_editor,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         actions = QHBoxLayout()
-        for b in (self.approve_button, self.change_button, self.bulk_button, self.export_button):
+        for b in (self.approve_button, self.change_button, self.bulk_button, self.boxes_button, self.export_button):
             actions.addWidget(b)
         actions.addStretch(1)
         actions.addWidget(self.count)
@@ -93,6 +109,9 @@ class QueuePage(QWidget):
         self.ev_order = data_label()
         self.ev_tiles_row = QHBoxLayout()
         self.ev_tiles: list[ImageTile] = []
+        self.heat_toggle = QCheckBox()
+        self.heat_toggle.toggled.connect(lambda _=False: self._render_evidence())
+        QShortcut(QKeySequence("H"), self, self.heat_toggle.toggle, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.ev_measure_title = QLabel()
         self.ev_measure = QLabel()
         self.ev_measure.setWordWrap(True)
@@ -104,7 +123,10 @@ class QueuePage(QWidget):
         self.ev_history.setWordWrap(True)
         ev = QVBoxLayout(self.evidence_box)
         ev.addWidget(self.ev_title)
-        ev.addWidget(self.ev_order)
+        ev_head = QHBoxLayout()
+        ev_head.addWidget(self.ev_order, 1)
+        ev_head.addWidget(self.heat_toggle)
+        ev.addLayout(ev_head)
         ev.addLayout(self.ev_tiles_row)
         grid = QGridLayout()
         grid.addWidget(self.ev_measure_title, 0, 0)
@@ -142,6 +164,11 @@ class QueuePage(QWidget):
         self.change_button.setText(tr("Change..."))
         self.bulk_button.setText(tr("Bulk-approve selected"))
         self.export_button.setText(tr("Export evidence"))
+        self.boxes_button.setText(tr("Correct boxes..."))
+        self.boxes_button.setToolTip(tr("Move, resize, relabel, add or delete the detector's boxes (Ctrl+B); "
+                                        "stored as an override with your name"))
+        self.heat_toggle.setText(tr("Show heat maps (H)"))
+        self.heat_toggle.setToolTip(tr("Overlay where each view differs from the catalogue reference"))
         self.ev_title.setText(tr("Evidence"))
         self.ev_measure_title.setText(tr("Measurements and findings"))
         self.ev_rules_title.setText(tr("Why flagged"))
@@ -150,6 +177,8 @@ class QueuePage(QWidget):
         self._render_evidence()
         if self.override_dialog is not None:
             self.override_dialog.retranslate()
+        if self.box_editor is not None:
+            self.box_editor.retranslate()
 
     def _fill_filters(self) -> None:
         brands = sorted({i.brand for i in self.ctx.station.catalogue.items.values()}) if self.ctx.station else []
@@ -198,6 +227,9 @@ class QueuePage(QWidget):
             self.streamer.setCurrentIndex(max(0, self.streamer.findData(streamer_now)) if streamer_now else 0)
             self.streamer.blockSignals(False)
             self._render_table(selected)
+            if self._reselect_order is not None:
+                order, self._reselect_order = self._reselect_order, None
+                self.select_order(order)
             if self._again:
                 self.refresh()
 
@@ -248,6 +280,8 @@ class QueuePage(QWidget):
         self.change_button.setEnabled(n == 1)
         self.export_button.setEnabled(n == 1)
         self.bulk_button.setEnabled(n >= 1)
+        user = self.ctx.user
+        self.boxes_button.setEnabled(n == 1 and user is not None and user.can(Permission.CORRECT_BOXES))
 
     def _selection_changed(self) -> None:
         self._update_buttons()
@@ -262,10 +296,9 @@ class QueuePage(QWidget):
             store = ctx.station.store
             row = store.get(item.record_id)
             images = []
-            for view, sha in store.db.execute(
-                    "SELECT view, sha256 FROM inspection_images WHERE record_id=? ORDER BY rowid", (item.record_id,)):
+            for view, sha in store.images_of(item.record_id):
                 img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
-                images.append((view, None if img is None else to_qimage(thumbnail(img, 360))))
+                images.append((view, None if img is None else to_qimage(thumbnail(img, TILE_SIDE))))
             history = store.history(item.unit_code) if item.unit_code else []
             return {"item": item, "findings": json.loads(row["findings_json"]), "images": images,
                     "history": [(h["created_at"], h["order_id"], h["grade"], h["disposition"], h["operator"],
@@ -274,9 +307,55 @@ class QueuePage(QWidget):
         def done(ev):
             if self.current() is not None and self.current().record_id == ev["item"].record_id:
                 self.evidence = ev
+                if self.heat is not None and self.heat["record_id"] != ev["item"].record_id:
+                    self.heat = None
                 self._render_evidence()
+                self._load_heatmaps(ev["item"])
 
         self.ctx.jobs.submit(work, done, lambda exc: self.message.emit(str(exc)))
+
+    def _comparer(self, station):
+        """The station's catalogue comparer, or (a basic comparer has no reference difference) one built once
+        for the heat maps. Worker thread only."""
+        from vision.compare import CatalogueComparer
+
+        if isinstance(station.pipeline.comparer, CatalogueComparer):
+            return station.pipeline.comparer
+        if self._heat_comparer is None or self._heat_comparer.catalogue is not station.catalogue:
+            c = station.config.comparer
+            self._heat_comparer = CatalogueComparer(station.catalogue, c.identity_threshold, c.bench_grey)
+        return self._heat_comparer
+
+    def _load_heatmaps(self, item: QueueItem) -> None:
+        """Reference-difference heat map of each stored view, on the worker (alignment takes a while)."""
+        if self.heat is not None and self.heat["record_id"] == item.record_id:
+            return
+        ctx = self.ctx
+        self._heat_wanted = item.record_id
+
+        def work():
+            from vision.compare import view_heatmap
+
+            if self._heat_wanted != item.record_id:
+                return None  # the supervisor moved on while this waited: skip the slow part
+            store, views = ctx.station.store, {}
+            comparer = self._comparer(ctx.station)
+            for view, sha in store.images_of(item.record_id):
+                img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
+                if img is None:
+                    continue
+                res = view_heatmap(comparer, img, item.sku, view)
+                overlay = None if res.heatmap is None else to_qimage(thumbnail(heat_overlay(img, res.heatmap),
+                                                                               TILE_SIDE))
+                views[view] = (res.status.value, res.heatmap, overlay)
+            return {"record_id": item.record_id, "views": views}
+
+        def done(heat):
+            if heat is not None and self.evidence is not None and self.evidence["item"].record_id == heat["record_id"]:
+                self.heat = heat
+                self._render_evidence()
+
+        self.ctx.jobs.submit(work, done, lambda exc: self.message.emit(tr("Heat maps failed: {error}", error=exc)))
 
     def _render_evidence(self) -> None:
         ev = self.evidence
@@ -290,7 +369,14 @@ class QueuePage(QWidget):
             if i < len(images):
                 view, qimg = images[i]
                 tile.title.setText(name("view", view))
-                tile.set_image(qimg)
+                status, heat, overlay = self._heat_of(view)
+                tile.set_image(overlay if overlay is not None and self.heat_toggle.isChecked() else qimg)
+                if status is None:
+                    tile.set_caption(tr("Computing heat map..."))
+                elif status == "ok":
+                    tile.set_caption(tr("Largest difference from the reference: {v:.2f}", v=float(heat.max())))
+                else:
+                    tile.set_caption(tr(HEAT_NOTES[status], sku=ev["item"].sku), "bad")
         if ev is None:
             for w in (self.ev_order, self.ev_measure, self.ev_rules, self.ev_history):
                 w.setText("")
@@ -314,6 +400,12 @@ class QueuePage(QWidget):
                grade=grade, disposition=name("disposition", disp),
                by=(" · " + tr("override by {who}", who=who)) if over else "")
             for when, order, grade, disp, who, over in ev["history"]) or tr("No earlier records"))
+
+    def _heat_of(self, view: str) -> tuple[str | None, object, object]:
+        ev, heat = self.evidence, self.heat
+        if ev is None or heat is None or heat["record_id"] != ev["item"].record_id:
+            return None, None, None
+        return heat["views"].get(view, ("no_item", None, None))
 
     # ----------------------------------------------------------------------------------------- actions
     def _write(self, fn, done_text: str) -> None:
@@ -360,6 +452,50 @@ class QueuePage(QWidget):
         self._write(lambda: record_override(ctx.station.store, user, item.record_id, reason, comment, grade,
                                             disposition, ctx.config.lane_for(disposition)),
                     tr("Changed {order}", order=item.order_id))
+
+    def open_box_editor(self) -> None:
+        """Load the full-size views and the record's boxes on the worker, then open the editor."""
+        item, ctx, user = self.current(), self.ctx, self.ctx.user
+        if item is None or self.box_editor is not None or len(self.selected_ids()) != 1:
+            return
+        if user is None or not user.can(Permission.CORRECT_BOXES):
+            self.message.emit(tr("Only a supervisor can correct boxes"))
+            return
+
+        def work():
+            store = ctx.station.store
+            row = store.get(item.record_id)
+            views = []
+            for view, sha in store.images_of(item.record_id):
+                img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
+                if img is not None:
+                    views.append((view, to_qimage(img)))
+            classes = tuple(getattr(ctx.station.pipeline.detector, "class_names", ()) or DETECTOR_CLASSES)
+            return item, views, current_boxes(row), classes
+
+        def done(result):
+            it, views, boxes, classes = result
+            if self.box_editor is not None or self.current() is None or self.current().record_id != it.record_id:
+                return
+            dlg = BoxEditorDialog(views, boxes, classes, it.order_id, self)
+            self.box_editor = dlg
+            dlg.finished.connect(lambda code, i=it, c=classes: self._box_editor_closed(code, i, c))
+            dlg.open()
+
+        self.ctx.jobs.submit(work, done, lambda exc: self.message.emit(str(exc)))
+
+    def _box_editor_closed(self, code: int, item: QueueItem, classes: tuple[str, ...]) -> None:
+        dlg, self.box_editor = self.box_editor, None
+        if dlg is None:
+            return
+        dlg.deleteLater()
+        if code != dlg.DialogCode.Accepted:
+            return
+        reason, comment, boxes = dlg.values()
+        ctx, user = self.ctx, self.ctx.user
+        self._reselect_order = item.order_id
+        self._write(lambda: correct_boxes(ctx.station.store, user, item.record_id, reason, boxes, comment, classes),
+                    tr("Boxes corrected for {order}", order=item.order_id))
 
     def export_current(self) -> None:
         item, ctx = self.current(), self.ctx

@@ -7,6 +7,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from models.drift import DriftPolicy, drift_report
 from station.sync import SyncStatus, read_status
 
 
@@ -70,3 +71,57 @@ def dashboard_stats(store, now: dt.datetime | None = None, hours: int = 12, top:
         top_brands=tuple(brands.most_common(top)), top_streamers=tuple(streamers.most_common(top)),
         pending_sync=store.pending_count(), sync=read_status(store),
     )
+
+
+# ------------------------------------------------------------------------------------------- drift watch
+
+
+@dataclass(frozen=True, slots=True)
+class ClassDrift:
+    kind: str  # a detector class
+    baseline_rate: float  # share of items with at least one box of the class
+    recent_rate: float
+    baseline_confidence: float | None  # mean box confidence; None: no boxes
+    recent_confidence: float | None
+    baseline_hist: tuple[int, ...]  # box confidences in 10 bins of 0.1
+    recent_hist: tuple[int, ...]
+    rate_moved: bool  # beyond the policy's threshold (only judged with enough items)
+    confidence_moved: bool
+
+    @property
+    def warn(self) -> bool:
+        return self.rate_moved or self.confidence_moved
+
+
+@dataclass(frozen=True, slots=True)
+class DriftStats:
+    recent_items: int
+    baseline_items: int
+    enough_data: bool
+    policy: DriftPolicy
+    classes: tuple[ClassDrift, ...]  # every detector class, in DETECTOR_CLASSES order
+
+    @property
+    def drifted(self) -> tuple[ClassDrift, ...]:
+        return tuple(c for c in self.classes if c.warn)
+
+
+def drift_stats(store, policy: DriftPolicy) -> DriftStats:
+    """models.drift over the newest ``window + baseline`` model decisions only (not the whole table, and no
+    image rows): cheap enough for the dashboard's timer. Overrides are left out as drift_report does."""
+    cur = store.db.execute("SELECT created_at, model_version, findings_json FROM inspections "
+                           "WHERE overrides IS NULL OR overrides = '' ORDER BY seq DESC LIMIT ?",
+                           (policy.window + policy.baseline,))
+    rows = [{"created_at": c, "model_version": m or "", "findings_json": f, "overrides": None}
+            for c, m, f in reversed(cur.fetchall())]
+    report = drift_report(rows, policy)
+    enough = bool(report["enough_data"])
+    classes = []
+    for c in report["per_class"]:
+        conf_delta = c["confidence_delta"]
+        classes.append(ClassDrift(
+            c["class"], c["baseline_rate"], c["recent_rate"], c["baseline_mean_confidence"],
+            c["recent_mean_confidence"], tuple(c["baseline_confidence_hist"]), tuple(c["recent_confidence_hist"]),
+            enough and abs(c["rate_delta"]) > policy.rate_threshold,
+            enough and conf_delta is not None and abs(conf_delta) > policy.confidence_threshold))
+    return DriftStats(report["recent"]["items"], report["baseline"]["items"], enough, policy, tuple(classes))

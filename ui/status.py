@@ -28,10 +28,8 @@ def _camera_state(camera) -> str:
         return "simulated"
     if isinstance(camera, FolderCamera):
         return "replay"
-    # OpenCVCamera opens lazily on the first capture and has no public "is open" (its capture handle is
-    # private): until a capture succeeded there is nothing to report as connected.
-    cap = getattr(camera, "_cap", None)
-    return "connected" if cap is not None and cap.isOpened() else "not_open"
+    # OpenCVCamera opens lazily (first capture or live-view frame): until then nothing is connected.
+    return "connected" if getattr(camera, "is_open", False) else "not_open"
 
 
 def _conveyor_state(conveyor) -> tuple[str, bool | None, bool | None]:

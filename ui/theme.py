@@ -20,6 +20,7 @@ QLabel#keys { color: #555; font-size: 12pt; }
 QLabel#title { font-size: 18pt; font-weight: bold; }
 QLabel#loginError { color: #b00020; font-weight: bold; }
 QLabel#summary { font-size: 17pt; font-weight: bold; }
+QLabel#driftBanner { background: #f8d7da; color: #721c24; font-weight: bold; padding: 6px; border-radius: 6px; }
 QPushButton { padding: 6px 14px; }
 QTableWidget { font-size: 13pt; }
 QStatusBar QLabel, QStatusBar QProgressBar { font-size: 12pt; }

@@ -64,4 +64,6 @@ def run(config: StationConfig, items: int = 12) -> dict:
     return {"items": items, "views_per_item": len(config.station.views), "seconds": round(seconds, 2),
             "items_per_minute": round(items / seconds * 60, 1), "heartbeat_ms": HEARTBEAT_MS,
             "ticks": len(gaps), "max_block_ms": round(blocks[-1] if blocks else 0.0, 1),
-            "p99_block_ms": round(p99, 1), "blocks_over_50ms": sum(b > 50 for b in blocks)}
+            "p99_block_ms": round(p99, 1), "blocks_over_50ms": sum(b > 50 for b in blocks),
+            # the live view shares the worker with the bench: how many preview frames it grabbed meanwhile
+            "live_grabs": bench.live.requested, "live_frames_shown": bench.live.shown}
