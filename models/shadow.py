@@ -6,10 +6,17 @@ result is returned; while it is still busy with an earlier item the next item is
 line never waits for it. Where the two disagree (a box of a class the other has no matching box for, IoU
 below 0.5), ``on_disagreement`` gets a ``Disagreement``; ``ShadowLog`` stores them in SQLite for review.
 A candidate that fails is logged as an error and never touches the decision.
+
+Each disagreement names the inspection record it came from: the pipeline calls ``link(record_id)`` once the
+record of the item it last detected on is written. The candidate usually finishes after that; if it finishes
+first, its disagreements wait for the link (not the line: nothing blocks). An item that never gets a record
+(the pipeline failed after detection) has its disagreements stored without a record id at the next item,
+``flush`` or ``close``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -37,11 +44,24 @@ class Disagreement:
     only_active: tuple[dict, ...]  # boxes the active model found and the candidate did not
     only_candidate: tuple[dict, ...]  # and the other way round
     image_jpeg: bytes  # the view, small, for the reviewer
+    record_id: str | None = None  # the inspection record of the item (None: the item was never recorded)
 
     def to_json(self) -> dict:
-        return {"at": self.at, "active_version": self.active_version, "candidate_version": self.candidate_version,
-                "view_index": self.view_index, "only_active": list(self.only_active),
-                "only_candidate": list(self.only_candidate)}
+        return {"at": self.at, "record_id": self.record_id, "active_version": self.active_version,
+                "candidate_version": self.candidate_version, "view_index": self.view_index,
+                "only_active": list(self.only_active), "only_candidate": list(self.only_candidate)}
+
+
+class _Job:
+    """One item's shadow comparison: its record id once linked, its disagreements while they wait for it."""
+
+    __slots__ = ("record_id", "linked", "done", "held")
+
+    def __init__(self) -> None:
+        self.record_id: str | None = None
+        self.linked = False  # the pipeline named the record (or gave up on it)
+        self.done = False  # the candidate finished
+        self.held: list[Disagreement] = []
 
 
 def _boxes(det: Detections, idx) -> tuple[dict, ...]:
@@ -80,20 +100,54 @@ class ShadowDetector:
         self.compared = self.skipped = self.disagreements = self.errors = 0
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._job: _Job | None = None  # the item detected last (None: it was skipped)
         self._lock = threading.Lock()
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         result = self.active.detect(images)
         with self._lock:
+            orphan = self._release(self._job)  # the previous item never got a record
             if self._pending is not None and not self._pending.done():
                 self.skipped += 1
-                return result
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
-            self._pending = self._pool.submit(self._shadow, list(images), result)
+                job = None
+            else:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow")
+                job = _Job()
+                self._pending = self._pool.submit(self._shadow, list(images), result, job)
+            self._job = job
+        self._emit(orphan)
         return result
 
-    def _shadow(self, images: list[np.ndarray], active: list[Detections]) -> None:
+    def link(self, record_id: str) -> None:
+        """Name the inspection record of the item last passed to ``detect`` (the pipeline, after writing it)."""
+        with self._lock:
+            job, self._job = self._job, None
+            if job is None or job.linked:
+                return
+            job.record_id, job.linked = record_id, True
+            held, job.held = job.held, []
+        self._emit([dataclasses.replace(d, record_id=record_id) for d in held])
+
+    def _release(self, job: _Job | None) -> list[Disagreement]:
+        """Under the lock: give up waiting for ``job``'s record; its held disagreements go out without one."""
+        if job is None or job.linked:
+            return []
+        job.linked = True
+        held, job.held = job.held, []
+        return held
+
+    def _emit(self, found: list[Disagreement]) -> None:
+        for d in found:
+            try:
+                self.on_disagreement(d)
+            except Exception as exc:  # storing a disagreement must never take the line down either
+                self.errors += 1
+                if self.on_error is not None:
+                    self.on_error(f"shadow disagreement not stored: {exc}")
+
+    def _shadow(self, images: list[np.ndarray], active: list[Detections], job: _Job) -> None:
+        found = []
         try:
             cand = self.candidate.detect(images)
             at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -102,23 +156,34 @@ class ShadowDetector:
                 only_a, only_c = unmatched(a, c)
                 if only_a or only_c:
                     self.disagreements += 1
-                    self.on_disagreement(Disagreement(at, self.active.version, self.candidate.version, k,
-                                                      _boxes(a, only_a), _boxes(c, only_c), _thumb(images[k])))
+                    found.append(Disagreement(at, self.active.version, self.candidate.version, k,
+                                              _boxes(a, only_a), _boxes(c, only_c), _thumb(images[k])))
         except Exception as exc:  # the candidate must never take the line down
             self.errors += 1
             if self.on_error is not None:
                 self.on_error(f"shadow model {getattr(self.candidate, 'version', '?')} failed: {exc}")
+        with self._lock:
+            job.done = True
+            if not job.linked:
+                job.held = found  # the record is not written yet: link() stores them
+                return
+        self._emit([dataclasses.replace(d, record_id=job.record_id) for d in found])
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait for the candidate's current item (tests, shutdown)."""
+        """Wait for the candidate's current item (tests, shutdown); an item still without a record has its
+        disagreements stored without a record id."""
         pending = self._pending
         if pending is not None:
             pending.result(timeout)
+        with self._lock:
+            orphan, self._job = self._release(self._job), None
+        self._emit(orphan)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        self.flush()
 
 
 class ShadowLog:
@@ -137,7 +202,9 @@ class ShadowLog:
             db.execute("""CREATE TABLE IF NOT EXISTS disagreements (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, active_version TEXT NOT NULL,
                 candidate_version TEXT NOT NULL, view_index INTEGER NOT NULL, only_active TEXT NOT NULL,
-                only_candidate TEXT NOT NULL, image_jpeg BLOB)""")
+                only_candidate TEXT NOT NULL, image_jpeg BLOB, record_id TEXT)""")
+            if "record_id" not in {r[1] for r in db.execute("PRAGMA table_info(disagreements)")}:
+                db.execute("ALTER TABLE disagreements ADD COLUMN record_id TEXT")  # logs from before the link
             self._db = db
         return self._db
 
@@ -145,23 +212,28 @@ class ShadowLog:
         with self._lock:
             self._conn().execute(
                 "INSERT INTO disagreements(at, active_version, candidate_version, view_index, only_active, "
-                "only_candidate, image_jpeg) VALUES (?,?,?,?,?,?,?)",
+                "only_candidate, image_jpeg, record_id) VALUES (?,?,?,?,?,?,?,?)",
                 (d.at, d.active_version, d.candidate_version, d.view_index, json.dumps(list(d.only_active)),
-                 json.dumps(list(d.only_candidate)), d.image_jpeg))
+                 json.dumps(list(d.only_candidate)), d.image_jpeg, d.record_id))
 
-    def rows(self, limit: int = 100, candidate: str | None = None) -> list[dict]:
+    def rows(self, limit: int = 100, candidate: str | None = None, record_id: str | None = None) -> list[dict]:
+        """Stored disagreements, newest first; only ``candidate``'s, only those of one record when given."""
         with self._lock:
             if not self.db_path.exists():
                 return []
-            q = ("SELECT seq, at, active_version, candidate_version, view_index, only_active, only_candidate "
-                 "FROM disagreements")
-            args: tuple = ()
+            q = ("SELECT seq, at, record_id, active_version, candidate_version, view_index, only_active, "
+                 "only_candidate FROM disagreements")
+            where, args = [], []
             if candidate:
-                q, args = q + " WHERE candidate_version = ?", (candidate,)
+                where, args = where + ["candidate_version = ?"], args + [candidate]
+            if record_id:
+                where, args = where + ["record_id = ?"], args + [record_id]
+            if where:
+                q += " WHERE " + " AND ".join(where)
             cur = self._conn().execute(q + " ORDER BY seq DESC LIMIT ?", (*args, limit))
-            return [{"seq": s, "at": a, "active_version": av, "candidate_version": cv, "view_index": v,
-                     "only_active": json.loads(oa), "only_candidate": json.loads(oc)}
-                    for s, a, av, cv, v, oa, oc in cur]
+            return [{"seq": s, "at": a, "record_id": rid, "active_version": av, "candidate_version": cv,
+                     "view_index": v, "only_active": json.loads(oa), "only_candidate": json.loads(oc)}
+                    for s, a, rid, av, cv, v, oa, oc in cur]
 
     def close(self) -> None:
         if self._db is not None:

@@ -333,6 +333,7 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
     def model_shadow(
         limit: Annotated[int, typer.Option(min=1)] = 50,
         candidate: Annotated[Optional[str], typer.Option(help="only this candidate version")] = None,
+        record: Annotated[Optional[str], typer.Option(help="only the disagreements on this inspection record")] = None,
         json_out: JsonOpt = False, config: ConfigOpt = None, data_dir: DataDirOpt = None,
     ) -> None:
         """Disagreements a shadow candidate (config models.shadow = VERSION) had with the active model, newest first."""
@@ -341,7 +342,7 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
         cfg = cli._config(config, data_dir)
         log = ShadowLog(cfg.station.data_dir / "models" / "shadow.db")
         try:
-            rows = log.rows(limit, candidate)
+            rows = log.rows(limit, candidate, record)
         finally:
             log.close()
         if json_out:
@@ -350,8 +351,9 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
         for r in rows:
             miss = ", ".join(b["class"] for b in r["only_active"]) or "-"
             extra = ", ".join(b["class"] for b in r["only_candidate"]) or "-"
-            cli.out.print(f"{r['at']} view {r['view_index']}: {r['candidate_version']} missed [{miss}], "
-                          f"added [{extra}] vs {r['active_version']}", highlight=False)
+            cli.out.print(f"{r['at']} record {r['record_id'] or '(none)'} view {r['view_index']}: "
+                          f"{r['candidate_version']} missed [{miss}], "
+                          f"added [{extra}] vs {r['active_version']}", highlight=False, markup=False)
         if not rows:
             cli.out.print("no disagreements stored")
 

@@ -158,6 +158,9 @@ class InspectionPipeline:
         record = record_from_parts(request, norm.kept, decision, lane, hashes, self.detector.version,
                                    self.station_id, timings, operator, measurements=measurements)
         self.store.append(record)
+        link = getattr(self.detector, "link", None)  # a shadow model (models/shadow.py) names its disagreements
+        if link is not None:
+            link(record.record_id)
         lap("record")
         self.router.send(seq, lane)
         lap("route")

@@ -19,8 +19,8 @@ from models.gate import GatePolicy, decide
 from models.onnx_yolo import OnnxYoloDetector
 from models.shadow import ShadowDetector, ShadowLog
 from station.config import BUNDLED_MODEL
-from station.domain import (DETECTOR_CLASSES, Decision, Disposition, Finding, FindingSource, Grade, ReturnReason,
-                            ReturnRequest)
+from station.domain import (DETECTOR_CLASSES, Decision, Detections, Disposition, Finding, FindingSource, Grade,
+                            ReturnReason, ReturnRequest)
 from station.learning import ExportError, ExportSpec, assign_splits, export_dataset
 from station.records import StationStore, StoreError, record_from_parts
 from vision.synth import ProductShape, SceneStyle, random_look, render_item
@@ -238,7 +238,7 @@ def test_shadow_stores_disagreements_and_never_changes_the_answer(tmp_path):
     rows = log.rows()
     assert len(rows) == shadow.disagreements > 0 and shadow.compared == 1
     assert all(r["candidate_version"].startswith("cand@") and r["only_active"] and not r["only_candidate"]
-               for r in rows)
+               and r["record_id"] is None for r in rows)  # used outside a pipeline: no record to name
 
     class Broken:
         version = "broken"
@@ -277,3 +277,119 @@ def test_cli_evaluate_table_json_and_exit_codes(tmp_path):
     assert refused.returncode == 1 and "REFUSE" in refused.stdout and "drops" in refused.stdout
     bad = station("nope.onnx")
     assert bad.returncode == 2 and "neither a registered version" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------- shadow: record ids
+
+
+class _Stub:
+    """A detector that answers with fixed boxes, optionally only once ``gate`` is set."""
+
+    def __init__(self, version: str, boxes: list[tuple[int, tuple[float, float, float, float]]], gate=None):
+        self.version, self.class_names, self.boxes, self.gate = version, DETECTOR_CLASSES, boxes, gate
+
+    def detect(self, images):
+        if self.gate is not None:
+            assert self.gate.wait(30)
+        det = Detections(np.array([b for _, b in self.boxes], np.float32).reshape(-1, 4),
+                         np.array([c for c, _ in self.boxes], np.int32), np.full(len(self.boxes), 0.9, np.float32),
+                         DETECTOR_CLASSES)
+        return [det for _ in images]
+
+
+def test_shadow_disagreements_wait_for_the_record_id_either_way(tmp_path):
+    """link() may come before or after the candidate finishes; unlinked items are stored without a record id."""
+    import threading
+
+    images = [np.zeros((64, 64, 3), np.uint8)]
+    active = _Stub("act", [(0, (1, 1, 20, 20))])
+    log = ShadowLog(tmp_path / "shadow.db")
+    # Candidate finishes first: its disagreement waits for the record id (the line does not).
+    s = ShadowDetector(active, _Stub("fast", []), log.record)
+    s.detect(images)
+    s._pending.result(30)
+    assert log.rows() == []
+    s.link("rec-fast")
+    # Link first, candidate later.
+    gate = threading.Event()
+    s2 = ShadowDetector(active, _Stub("slow", [], gate), log.record)
+    s2.detect(images)
+    s2.link("rec-slow")
+    gate.set()
+    s2.flush(30)
+    # Never linked (the pipeline failed after detection): stored at the next item, without a record id.
+    s3 = ShadowDetector(active, _Stub("orphan", []), log.record)
+    s3.detect(images)
+    s3._pending.result(30)
+    s3.detect(images)
+    s3.link("rec-next")
+    for x in (s, s2, s3):
+        x.close()
+    rows = {(r["candidate_version"], r["record_id"]) for r in log.rows()}
+    assert rows == {("fast", "rec-fast"), ("slow", "rec-slow"), ("orphan", None), ("orphan", "rec-next")}
+    assert [r["record_id"] for r in log.rows(record_id="rec-slow")] == ["rec-slow"]
+    log.close()
+
+
+def test_shadow_on_the_line_names_each_record_and_never_changes_a_decision(tmp_path, sample_catalogue_dir):
+    """A station with a shadow candidate (models.shadow): every stored disagreement names the record of the item
+    it came from (and `station model shadow --json` shows it); the same items on a station without the shadow
+    get the same decisions, findings and model version."""
+    from models.dataset import render_sample
+    from models.registry import ModelRegistry
+    from station.app import boot
+    from station.config import ModelsConfig, StationConfig, StationSection
+    from station.domain import Frame
+
+    active = _model(tmp_path, "line", 0.25).model_path
+    blind = _model(tmp_path, "blindcand", 0.999).model_path  # misses everything: a disagreement per view with boxes
+
+    def station_dir(name: str, shadow: bool):
+        d = tmp_path / name
+        shutil.copytree(sample_catalogue_dir, d / "sample_catalogue")
+        with ModelRegistry(d) as reg:
+            reg.register(active, "line-1")
+            reg.register(blind, "cand-1")
+            reg.activate("line-1", StationSection().id, "test")
+        return StationConfig(station=StationSection(data_dir=d),
+                             models=ModelsConfig(shadow="cand-1" if shadow else None))
+
+    def run(cfg, flush: bool):
+        st = boot(cfg)
+        rng = np.random.default_rng(5)
+        spec = DatasetSpec(size=320, clean_share=0.0)
+        out = []
+        try:
+            for i in range(4):
+                frames = [Frame(render_sample(rng, i * 2 + k, spec).image, v) for k, v in enumerate(("front", "side"))]
+                res = st.pipeline.inspect(ReturnRequest(f"o-{i}", "TOY-BEAR-S", ReturnReason.QUALITY_ISSUE,
+                                                        unit_code=f"u-{i}"), frames, operator="line")
+                if flush:
+                    st.pipeline.detector.flush(60)  # let the candidate see every item (the line would skip some)
+                out.append(res)
+        finally:
+            st.close()
+        return out
+
+    with_shadow = run(station_dir("shadowed", True), flush=True)
+    without = run(station_dir("plain", False), flush=False)
+    for a, b in zip(with_shadow, without):
+        ja, jb = a.to_json(), b.to_json()
+        for k in ("record_id", "timings_ms"):
+            ja.pop(k), jb.pop(k)
+        assert ja == jb and ja["model_version"] == "line-1"
+
+    data = tmp_path / "shadowed"
+    proc = subprocess.run([sys.executable, "-m", "station.cli", "model", "shadow", "--json", "--data-dir", str(data)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["disagreements"]
+    # One disagreement per view the active model found something on; each names that item's record, and the
+    # boxes the candidate missed are exactly the ones the record holds for that view.
+    expected = {(r.record.record_id, k): r.detections[v] for r in with_shadow for k, v in enumerate(("front", "side"))
+                if len(r.detections[v])}
+    assert expected and len(rows) == len(expected)
+    for row in rows:
+        det = expected[(row["record_id"], row["view_index"])]
+        assert row["candidate_version"] == "cand-1" and row["active_version"] == "line-1" and not row["only_candidate"]
+        assert sorted(b["class"] for b in row["only_active"]) == sorted(det.names())

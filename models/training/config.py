@@ -25,12 +25,16 @@ class TrainSection(BaseModel):
     epochs: int = Field(30, ge=1)
     batch: int = Field(16, ge=1)
     seed: int = 0
-    optimizer: str = "SGD"
+    optimizer: str = "SGD"  # pinned: ultralytics "auto" picks AdamW with its own tiny lr for short runs, ignoring lr0
     lr0: float = 0.01
     lrf: float = 0.01
     momentum: float = 0.937
     weight_decay: float = 0.0005
     warmup_epochs: float = 3.0
+    warmup_bias_lr: float = 0.1  # biases start at this lr and fall to lr0 over the warmup (ultralytics' rule)
+    # Kept fixed: the first N layers, or these layer indices / module names ("22.cv2"); None trains everything.
+    # A short fine-tune on a few corrected items trains little more than the classification outputs.
+    freeze: int | list[int | str] | None = None
     mosaic: float = 1.0
     close_mosaic: int = 5
     fliplr: float = 0.5

@@ -49,6 +49,21 @@ def final_metrics(results_csv: Path) -> dict[str, float]:
     return {short: round(float(last[k]), 4) for k, short in keys.items() if k in last}
 
 
+def export_onnx(pt: Path, output: Path, imgsz: int, opset: int = 18, simplify: bool = True) -> Path:
+    """Export ultralytics weights ``pt`` to ONNX at ``output`` (dynamic batch) and keep a copy of the weights
+    beside it (``output`` with suffix .pt); the model card is the caller's. Returns ``output``."""
+    from ultralytics import YOLO  # heavy and optional: imported only here
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    exported = Path(YOLO(str(pt)).export(format="onnx", opset=opset, simplify=simplify, imgsz=imgsz, dynamic=True))
+    if exported.resolve() != output.resolve():
+        shutil.copy(exported, output)
+    if Path(pt).resolve() != output.with_suffix(".pt").resolve():
+        shutil.copy(pt, output.with_suffix(".pt"))
+    return output
+
+
 def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dataset_dir: Path | None = None,
           progress=print) -> Path:
     """Generate the dataset (unless given), train, export ONNX next to a model card; return the ONNX path."""
@@ -73,12 +88,7 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
     model.train(data=str(dataset_dir / "data.yaml"), project=str(run_dir), name=config.name, exist_ok=True,
                 deterministic=True, plots=fonts, amp=False, verbose=False, **args)
     best = run_dir / config.name / "weights" / "best.pt"
-    exported = Path(YOLO(str(best)).export(format="onnx", opset=config.export.opset,
-                                           simplify=config.export.simplify, imgsz=t.imgsz, dynamic=True))
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(exported, output)
-    shutil.copy(best, output.with_suffix(".pt"))
+    output = export_onnx(best, output, t.imgsz, config.export.opset, config.export.simplify)
     results = run_dir / config.name / "results.csv"
     shutil.copy(results, output.with_name(output.stem + ".results.csv"))
     card = {
