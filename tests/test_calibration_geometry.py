@@ -21,7 +21,7 @@ from calibration.scenes import (
     render_plane,
 )
 from station.domain import Frame
-from vision.catalogue import REFERENCE_MM_PER_PX, REFERENCE_SIZE, sample_sku
+from vision.catalogue import REFERENCE_MM_PER_PX, REFERENCE_SIZE, SAMPLE_SKUS, sample_sku
 from vision.compare import outline_size_mm, segment_item, size_error
 from vision.synth import SceneStyle, render_item
 
@@ -151,12 +151,7 @@ def barrel():
     return cam, camera_rays(cam)
 
 
-# Garments lose their thin sleeve tips in segmentation (1-2 % short) and the bear splits on this bench:
-# see docs/vision.md. Every other sample shape is here.
-SIZED_SKUS = ["BTL-FEED-240", "SEAT-CAR-G1", "GAD-EARBUD-X2", "COS-LOTION-200", "HH-KETTLE-1L", "GAD-SPEAKER-M"]
-
-
-@pytest.mark.parametrize("sku", SIZED_SKUS)
+@pytest.mark.parametrize("sku", [s.sku for s in SAMPLE_SKUS])
 def test_item_dimensions_within_one_percent(pinhole, sku):
     cam, rays = pinhole
     img, true_mm = bench_scene(cam, rays, sku)

@@ -347,12 +347,31 @@ def verified_matches(query: "ViewFeatures", ref: "ViewFeatures", ratio: float = 
     src = query.points[[m.queryIdx for m in good]]
     dst = ref.points[[m.trainIdx for m in good]]
     H, inl = cv2.findHomography(src, dst, cv2.RANSAC, reproj_px, maxIters=200, confidence=0.99)
-    if H is None or inl is None:
-        return 0, None
+    n = 0 if H is None or inl is None or not _plausible(H) else int(inl.sum())
+    if n >= 12:
+        return n, H
+    # A homography's extra freedom lets a consensus of clustered or nearly collinear matches (one print
+    # row) settle on a degenerate fit, which then counted 0 for a genuine item. An affine fit of the same
+    # matches cannot; when the homography is weak, the better plausible one counts.
+    A, ainl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=reproj_px, maxIters=500)
+    if A is not None and ainl is not None and int(ainl.sum()) > n:
+        A3 = np.vstack([A, [0.0, 0.0, 1.0]])
+        if _plausible(A3):
+            return int(ainl.sum()), A3
+    return (n, H) if n else (0, None)
+
+
+def _plausible(H: np.ndarray) -> bool:
+    """Not a fold-over, a huge zoom, a strong stretch or a wild perspective: a real view of the item."""
     det = float(np.linalg.det(H[:2, :2]))
     if not (0.15 < det < 8.0) or np.abs(H[2, :2]).max() > 0.004:
-        return 0, None  # a fold-over, a huge zoom or a wild perspective: not a real view of the item
-    return int(inl.sum()), H
+        return False
+    sv = np.linalg.svd(H[:2, :2], compute_uv=False)
+    return bool(sv[0] / max(sv[1], 1e-9) < 1.6)
+
+
+def _same_view(a, b) -> bool:
+    return a.descriptors.shape == b.descriptors.shape and np.array_equal(a.descriptors, b.descriptors)
 
 
 class CatalogueComparer:
@@ -457,6 +476,17 @@ class CatalogueComparer:
             sims = [(_pair_similarity(q.features, r), ri, r) for ri, r in refs]
             glob, ri, r = max(sims, key=lambda t: t[0])
             n, H = verified_matches(q.features, r)
+            # Global cues barely tell some views apart (a bottle's front and side): when the most similar
+            # reference view verifies poorly, the next distinct one (views can render alike) within 0.1
+            # may be the view that shows the print.
+            if n < 12:
+                others = [t for t in sims if t[1] != ri and not _same_view(t[2], r)]
+                runner_up = max(others, key=lambda t: t[0], default=None)
+                if runner_up is not None and runner_up[0] >= glob - 0.1:
+                    n2, H2 = verified_matches(q.features, runner_up[2])
+                    if n2 >= 12 and n2 > n:
+                        glob, ri, r = runner_up
+                        n, H = n2, H2
             init = H if n >= 12 else None
             ref_img, ref_mask = self.reference_image(sku, ri)
             al = align(q.image, q.mask, self.canonical(sku, ri), ref_mask, init, self.align_size)
@@ -635,35 +665,104 @@ def segment_item(image: np.ndarray, bench_grey: float = 200.0) -> tuple[np.ndarr
     clean catalogue shot) gets a low threshold, so pale labels on a white background stay on the product.
     """
     b = 8
-    edge = np.concatenate([image[:b].reshape(-1, 3), image[-b:].reshape(-1, 3),
-                           image[:, :b].reshape(-1, 3), image[:, -b:].reshape(-1, 3)])
+    sides = [image[:b].reshape(-1, 3), image[-b:].reshape(-1, 3), image[:, :b].reshape(-1, 3),
+             image[:, -b:].reshape(-1, 3)]
+    edge = np.concatenate(sides)
     bench = np.median(edge, axis=0)
     even = float(edge.astype(np.float32).std(axis=0).max()) < 1.5
     level = float(bench.mean()) if even else bench_grey
-    gains = level / np.maximum(bench.astype(np.float64), 1.0)
-    wb = cv2.merge([cv2.convertScaleAbs(ch, alpha=float(g)) for ch, g in zip(cv2.split(image), gains)])
-    diff = cv2.absdiff(wb, np.full_like(wb, int(round(level))))
-    dist = cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2])
-    mask = (dist > (5 if even else 16)).astype(np.uint8) * 255
-    if not even:
-        hsv = cv2.cvtColor(wb, cv2.COLOR_BGR2HSV)
-        shadow = (hsv[..., 1] < 16) & (hsv[..., 2] > 0.5 * level) & (hsv[..., 2] < 0.97 * level)
-        mask[shadow] = 0
+    tones = [bench] if even else _bench_tones(bench, sides)
+    fg, per_tone = None, []
+    for tone in tones:
+        gains = level / np.maximum(tone.astype(np.float64), 1.0)
+        wb = cv2.merge([cv2.convertScaleAbs(ch, alpha=float(g)) for ch, g in zip(cv2.split(image), gains)])
+        diff = cv2.absdiff(wb, np.full_like(wb, int(round(level))))
+        dist = cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2])
+        near = dist <= (5 if even else 16)
+        if fg is not None:
+            # Another tone is bench only where it reaches the border: a pale product can share its colour.
+            _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+            rim = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+            near = np.isin(labels, rim[rim > 0])
+        bench_like = near
+        if not even:
+            hsv = cv2.cvtColor(wb, cv2.COLOR_BGR2HSV)
+            shadow = (hsv[..., 1] < 16) & (hsv[..., 2] > 0.5 * level) & (hsv[..., 2] < 0.97 * level)
+            bench_like = near | shadow
+        per_tone.append((tone, wb, near))
+        fg = ~bench_like if fg is None else fg & ~bench_like
+    mask = fg.astype(np.uint8) * 255
+    raw = mask
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    # The opening removes speckle but also thin tips (garment sleeves: 1-2 % of their width); grow the
+    # survivors back into the thresholded pixels for a few px (reconstruction), which isolated speckle
+    # cannot use.
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(_TIP_RECOVERY_PX):
+        mask = cv2.bitwise_and(cv2.dilate(mask, kernel), raw)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)
     if contours:
+        largest = max(contours, key=cv2.contourArea)
         if even:
             # A clean shot: print as pale as the background may split the product into bands; keep
-            # every sizeable part and bridge the bands.
-            parts = [c for c in contours if cv2.contourArea(c) > 0.002 * mask.size]
-            cv2.drawContours(filled, parts or [max(contours, key=cv2.contourArea)], -1, 255, -1)
-            filled = cv2.morphologyEx(filled, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))
+            # every sizeable part.
+            parts = [c for c in contours if cv2.contourArea(c) > 0.002 * mask.size] or [largest]
+        else:
+            # A product of separate parts (a plush's paws) on the bench: keep sizeable parts close to the
+            # largest; markers and clutter further away stay out.
+            parts = [largest] + _nearby_parts(contours, largest)
+        if len(parts) > 1:
+            cv2.drawContours(filled, parts, -1, 255, -1)
+            filled = cv2.morphologyEx(filled, cv2.MORPH_CLOSE, np.ones((15, 15), np.uint8))  # bridge them
             contours, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             filled[:] = 0
-        cv2.drawContours(filled, [max(contours, key=cv2.contourArea)], -1, 255, -1)
+            # A gap wider than the bridge leaves parts apart: fill them all, the outline is their union.
+            keep = [c for c in contours if cv2.contourArea(c) >= 0.5 * min(cv2.contourArea(p) for p in parts)]
+            cv2.drawContours(filled, keep or [max(contours, key=cv2.contourArea)], -1, 255, -1)
+        else:
+            cv2.drawContours(filled, [largest], -1, 255, -1)
+    bench, wb = per_tone[0][0], per_tone[0][1]
+    if len(per_tone) > 1 and filled.any():
+        # White balance on the tone the product lies on (it is lit like that part of the bench).
+        ring = cv2.dilate(filled, np.ones((15, 15), np.uint8)) > 0
+        ring &= filled == 0
+        bench, wb, _ = max(per_tone, key=lambda t: int(np.count_nonzero(t[2] & ring)))
     return filled, bench, wb
+
+
+def _bench_tones(bench: np.ndarray, sides: list[np.ndarray]) -> list[np.ndarray]:
+    """The border median, plus the colour of any whole image side that is even but clearly another tone
+    than the bench (a second surface along one edge, or fill where the view was shifted): that is bench
+    too, not product. A product cut by a side never makes the whole side even."""
+    tones = [bench]
+    for px in sides:
+        tone = np.median(px, axis=0)
+        if float(px.astype(np.float32).std(axis=0).max()) < 8.0 and all(
+                float(np.abs(tone - t).max()) > 16 for t in tones):
+            tones.append(tone)
+    return tones
+
+
+_TIP_RECOVERY_PX = 6
+
+
+def _nearby_parts(contours, largest) -> list:
+    """Contours of at least 3 % of the largest's area whose box lies within 6 % of its size of its box."""
+    area = cv2.contourArea(largest)
+    x, y, w, h = cv2.boundingRect(largest)
+    gap = 0.06 * max(w, h)
+    out = []
+    for c in contours:
+        if c is largest or cv2.contourArea(c) < 0.03 * area:
+            continue
+        cx, cy, cw, ch = cv2.boundingRect(c)
+        dx = max(x - (cx + cw), cx - (x + w), 0)
+        dy = max(y - (cy + ch), cy - (y + h), 0)
+        if max(dx, dy) <= gap:
+            out.append(c)
+    return out
 
 
 def view_features(image: np.ndarray, mask: np.ndarray):

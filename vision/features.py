@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-FEATURE_VERSION = 6  # bump when extraction changes: old cache files are then ignored
+FEATURE_VERSION = 7  # bump when extraction changes: old cache files are then ignored
 ORB_FEATURES = 500
 CACHE_DIR = ".features"
 
