@@ -154,7 +154,10 @@ def export_dataset(store: StationStore, out: Path, spec: ExportSpec = ExportSpec
         redacted += int(clean is not image and not (clean == image).all())
         h, w = image.shape[:2]
         split = splits[v.group]
-        stem = f"{v.record_id[:12]}_{''.join(ch if ch.isalnum() else '-' for ch in v.view)}_{v.sha256[:8]}"
+        # Named by content, not by the (random) record id: the same records export to the same file names, so
+        # the trainer sees them in the same order and a fine-tune on them is reproducible.
+        group = hashlib.sha256(v.group.encode()).hexdigest()[:10]
+        stem = f"{group}_{''.join(ch if ch.isalnum() else '-' for ch in v.view)}_{v.sha256[:10]}"
         ok, buf = cv2.imencode(".png", clean, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             raise ExportError(f"could not encode image {v.sha256}")
