@@ -160,12 +160,14 @@ def test_live_view_runs_while_idle_and_pauses_for_inspection_and_when_hidden(qtb
     requested = live.requested
     qtbot.wait(600)  # decided: the tiles show the inspection, the camera rests
     assert live.requested == requested and bench.live_tile.caption.text() == "Live view paused"
+    assert not bench.live_tile.isVisible()  # the decision gets the room while it is shown
     assert set(states) <= {"idle", "capturing"}, states  # never while capturing or inspecting used the camera
     assert live.max_in_flight == 1
 
     qtbot.keyClick(bench, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: bench.state == "idle", timeout=WAIT_MS)
     qtbot.waitUntil(lambda: live.requested > requested, timeout=WAIT_MS)  # back to live
+    assert bench.live_tile.isVisible()
 
     win.tabs.setCurrentWidget(win.dashboard)
     assert not live.timer.isActive()

@@ -425,6 +425,7 @@ class BenchPage(QWidget):
         for view, (qimg, _) in annotated.items():
             self.tiles[view].set_image(qimg)
         self.state = "decided"
+        self.live_tile.hide()  # the decision needs the room; the live view is paused until the next item anyway
         self._render_captions()
         self._render_decision()
         d = res.record.decision
@@ -516,6 +517,7 @@ class BenchPage(QWidget):
 
     def _reset(self) -> None:
         self.state = "idle"
+        self.live_tile.show()
         self.request = self.item = self.result = None
         self.frames, self.attempts, self._verdicts = {}, {}, {}
         self.scan.clear()

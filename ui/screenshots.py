@@ -86,6 +86,8 @@ def take_screenshots(app: QApplication, config: StationConfig, out_dir: Path) ->
             wait_until(lambda: win.queue.items and not win.queue._loading, 120, "the review queue")
             win.queue.table.selectRow(0)
             wait_until(lambda: win.queue.evidence is not None, 120, "the evidence")
+            win.queue.heat_toggle.setChecked(True)  # what differs from the catalogue, drawn on the views
+            wait_until(lambda: win.queue.heat is not None, 120, "the heat maps")
             _grab(win, out_dir / f"queue_{lang}.png")
             win.tabs.setCurrentWidget(win.dashboard)
             wait_until(lambda: win.dashboard.stats is not None and win.dashboard.stats.total_items > 1, 120,
