@@ -145,9 +145,9 @@ class ComparerConfig(_Model):
                                                 "catalogue: verified local features, aligned structure and colour")
     identity_threshold: float = Field(0.9, ge=0, le=1, description="identity below this is a wrong_item finding")
     bench_grey: float = Field(200.0, gt=0, le=255, description="the bench's calibrated neutral grey level")
-    # Off by default: on generated genuine items it raised a false missing_part on 17 of 36 clean items; with the
-    # outline refinement (docs/vision.md) 1 of 36 on the seeds it was tuned on, but 11 of 72 on other seeds.
-    # The heat map stays available through `station compare --heatmap`.
+    # Off by default: it costs about 145 ms per view on 2 cores, and on generated genuine items it still raises a
+    # false missing_part on 1 of 72 never-tuned-on items (docs/vision.md). The heat map stays available through
+    # `station compare --heatmap` and the review queue, which compute it on demand.
     reference_difference: bool = Field(False, description="turn reference differences into missing_part findings")
 
 
