@@ -227,9 +227,10 @@ class ModelRegistry:
 
 
 def load_registered(entry: ModelEntry, confidence: float | None = None, iou: float | None = None,
-                    threads: int = 2) -> OnnxYoloDetector:
-    """Load a registry model; its ``version`` (stored on every record it decides) is the registry version."""
-    detector = OnnxYoloDetector(entry.path, confidence, iou, threads).load()
+                    threads: int = 2, input_size: int | None = None) -> OnnxYoloDetector:
+    """Load a registry model; its ``version`` (stored on every record it decides) is the registry version.
+    ``input_size``: the station's ``detector.input_size`` (None: the model card's)."""
+    detector = OnnxYoloDetector(entry.path, confidence, iou, threads, input_size).load()
     detector.version = entry.version
     return detector
 

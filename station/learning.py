@@ -223,16 +223,17 @@ def registry_detector(cfg):
     with registry:
         try:
             entry = registry.active(cfg.station.id) if cfg.models.registry else None
-            active = (load_registered(entry, det.confidence, det.iou, det.threads) if entry is not None
+            active = (load_registered(entry, det.confidence, det.iou, det.threads, det.input_size) if entry is not None
                       else None)
             if not cfg.models.shadow:
                 return active
-            candidate = load_registered(registry.require(cfg.models.shadow), det.confidence, det.iou, det.threads)
+            candidate = load_registered(registry.require(cfg.models.shadow), det.confidence, det.iou, det.threads,
+                                        det.input_size)
         except RegistryError as exc:
             raise ModelError(f"model registry: {exc}") from None
     from models.shadow import ShadowDetector, ShadowLog
 
     if active is None:
-        active = OnnxYoloDetector(det.model, det.confidence, det.iou, det.threads).load()
+        active = OnnxYoloDetector(det.model, det.confidence, det.iou, det.threads, det.input_size).load()
     log = ShadowLog(registry.root / "shadow.db")
     return ShadowDetector(active, candidate, log.record, on_error=logging.getLogger(__name__).warning)

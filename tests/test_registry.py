@@ -102,6 +102,10 @@ def test_boot_uses_the_active_version_else_the_configured_model(tmp_path, models
     assert det.version == "v1" and det.model_path == data / "models" / "v1" / "model.onnx"
     off = cfg.model_copy(update={"models": cfg.models.model_copy(update={"registry": False})})
     assert make_detector(off).model_path == BUNDLED_MODEL
+    # The station's detector.input_size applies to the registry's model too (it used to take the card's only).
+    assert det.input_size == (416, 416)
+    sized = cfg.model_copy(update={"detector": cfg.detector.model_copy(update={"input_size": 320})})
+    assert make_detector(sized).input_size == (320, 320)
 
 
 def test_cli_list_activate_rollback_and_clean_errors(tmp_path, models_dir):
