@@ -110,8 +110,7 @@ def calibration_warnings(cfg: StationConfig, camera=None) -> tuple[str, ...]:
 
     c = cfg.calibration
     frame = None
-    live = isinstance(camera, OpenCVCamera) and (isinstance(camera.source, int) or str(camera.source).startswith(
-        ("rtsp://", "http://", "https://", "/dev/")))  # a video file would lose its first frame
+    live = isinstance(camera, OpenCVCamera) and camera.live_source  # a video file would lose its first frame
     if c.check_frame_at_boot and live:
         try:
             frame = camera.capture("calibration_check").image
