@@ -295,10 +295,8 @@ class QueuePage(QWidget):
         def work():
             store = ctx.station.store
             row = store.get(item.record_id)
-            images = []
-            for view, sha in store.images_of(item.record_id):
-                img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
-                images.append((view, None if img is None else to_qimage(thumbnail(img, TILE_SIDE))))
+            images = [(view, None if img is None else to_qimage(thumbnail(img, TILE_SIDE)))
+                      for view, img in stored_views(store, item.record_id)]
             history = store.history(item.unit_code) if item.unit_code else []
             return {"item": item, "findings": json.loads(row["findings_json"]), "images": images,
                     "history": [(h["created_at"], h["order_id"], h["grade"], h["disposition"], h["operator"],
@@ -340,8 +338,7 @@ class QueuePage(QWidget):
                 return None  # the supervisor moved on while this waited: skip the slow part
             store, views = ctx.station.store, {}
             comparer = self._comparer(ctx.station)
-            for view, sha in store.images_of(item.record_id):
-                img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
+            for view, img in stored_views(store, item.record_id):
                 if img is None:
                     continue
                 res = view_heatmap(comparer, img, item.sku, view)
@@ -465,11 +462,7 @@ class QueuePage(QWidget):
         def work():
             store = ctx.station.store
             row = store.get(item.record_id)
-            views = []
-            for view, sha in store.images_of(item.record_id):
-                img = cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR)
-                if img is not None:
-                    views.append((view, to_qimage(img)))
+            views = [(view, to_qimage(img)) for view, img in stored_views(store, item.record_id) if img is not None]
             classes = tuple(getattr(ctx.station.pipeline.detector, "class_names", ()) or DETECTOR_CLASSES)
             return item, views, current_boxes(row), classes
 
@@ -509,6 +502,12 @@ class QueuePage(QWidget):
 
         self.ctx.jobs.submit(work, lambda p: self.message.emit(tr("Evidence written to {path}", path=str(p))),
                              lambda exc: self.message.emit(str(exc)))
+
+
+def stored_views(store, record_id: str) -> list[tuple[str, "np.ndarray | None"]]:
+    """(view, BGR image or None when it is gone from disk) of a record, override chains followed. Worker only."""
+    return [(view, cv2.imread(str(store.image_path(sha)), cv2.IMREAD_COLOR))
+            for view, sha in store.images_of(record_id)]
 
 
 def export_evidence(store, record_id: str, out_dir: Path,
