@@ -24,6 +24,17 @@ def _read_image(path: Path, fail):
     return img
 
 
+def _report(out: dict, json_out: bool, lines: list[str]) -> None:
+    """A calibration result: the JSON object, or the summary lines followed by its warnings."""
+    if json_out:
+        typer.echo(json.dumps(out))
+        return
+    for line in lines:
+        typer.echo(line)
+    for warning in out["warnings"]:
+        typer.echo(f"warning: {warning}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     from station.cli import ConfigOpt, DataDirOpt, _config, fail
 
@@ -161,13 +172,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             # The bench around the chart: the start-up check compares later frames' bench with it.
             out["bench_bgr"] = [round(float(v), 2) for v in bench_reading(img)]
             out["saved_to"] = str(save_profile(cfg.station.data_dir, "colour", camera_id, out))
-        if json_out:
-            typer.echo(json.dumps(out))
-        else:
-            typer.echo(f"mean ΔE00 {out['mean_delta_e00_before']:.2f} -> {out['mean_delta_e00_after']:.2f} "
-                       f"({len(out['patches'])} patches)")
-            for w in out["warnings"]:
-                typer.echo(f"warning: {w}")
+        _report(out, json_out, [f"mean ΔE00 {out['mean_delta_e00_before']:.2f} -> {out['mean_delta_e00_after']:.2f} "
+                                f"({len(out['patches'])} patches)"])
 
     @calibrate_app.command("intrinsics")
     def calibrate_intrinsics(
@@ -204,16 +210,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             cam = camera_id or cfg.calibration.camera_id
             out["camera_id"] = cam
             out["saved_to"] = str(save_profile(cfg.station.data_dir, "intrinsics", cam, out))
-        if json_out:
-            typer.echo(json.dumps(out))
-        else:
-            typer.echo(f"fx {out['fx']:.2f} fy {out['fy']:.2f} cx {out['cx']:.2f} cy {out['cy']:.2f}; "
-                       f"distortion {out['dist_coeffs']}; RMS {out['rms_reprojection_px']:.3f} px "
-                       f"({out['views_used']} of {len(images)} views)")
-            for v in out["per_image"]:
-                typer.echo(f"  {v['image']}: " + (f"{v['rms_px']:.3f} px" if v["found"] else "board not found"))
-        for warning in out["warnings"]:
-            typer.echo(f"warning: {warning}", err=True)
+        _report(out, json_out, [
+            f"fx {out['fx']:.2f} fy {out['fy']:.2f} cx {out['cx']:.2f} cy {out['cy']:.2f}; distortion "
+            f"{out['dist_coeffs']}; RMS {out['rms_reprojection_px']:.3f} px ({out['views_used']} of {len(images)} views)",
+            *(f"  {v['image']}: " + (f"{v['rms_px']:.3f} px" if v["found"] else "board not found")
+              for v in out["per_image"])])
 
     @calibrate_app.command("scale")
     def calibrate_scale(
@@ -273,13 +274,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             from calibration.profiles import save_profile
 
             out["saved_to"] = str(save_profile(cfg.station.data_dir, "scale", cam, out))
-        if json_out:
-            typer.echo(json.dumps(out))
-        else:
-            typer.echo(f"{out['mm_per_px']:.5f} mm/px ({out['method']}, {len(out['references'])} reference(s), "
-                       f"{'undistorted' if out['undistorted'] else 'no intrinsics'})")
-            for w in out["warnings"]:
-                typer.echo(f"warning: {w}")
+        _report(out, json_out, [f"{out['mm_per_px']:.5f} mm/px ({out['method']}, {len(out['references'])} "
+                                f"reference(s), {'undistorted' if out['undistorted'] else 'no intrinsics'})"])
 
     @calibrate_app.command("check")
     def calibrate_check(
