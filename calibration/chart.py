@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from calibration.colour import _BRADFORD_D65_TO_D50, _SRGB_TO_XYZ_D65, _WHITE_D50, delta_e_ciede2000, srgb_to_linear
+from calibration.colour import (_BRADFORD_D65_TO_D50, _SRGB_TO_XYZ_D65, delta_e_ciede2000, lab_to_xyz_d50,
+                                srgb_to_linear, xyz_to_lab_d50)
 
 REFERENCE_LAB_D50 = np.array([
     [37.54, 14.37, 14.92], [64.66, 19.27, 17.50], [49.32, -3.82, -22.54], [43.46, -12.74, 22.72],
@@ -35,22 +36,8 @@ class ChartError(ValueError):
     """No usable chart in the frame; the message says what to fix."""
 
 
-def lab_to_xyz_d50(lab: np.ndarray) -> np.ndarray:
-    lab = np.asarray(lab, np.float64)
-    fy = (lab[..., 0] + 16) / 116
-    fx, fz = fy + lab[..., 1] / 500, fy - lab[..., 2] / 200
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.stack([fx, fy, fz], -1)
-    t = np.where(f ** 3 > eps, f ** 3, (116 * f - 16) / kappa)
-    return t * _WHITE_D50
-
-
 def linear_rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    xyz = np.asarray(rgb, np.float64) @ _RGB_TO_XYZ_D50.T
-    t = np.maximum(xyz / _WHITE_D50, 0)
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.where(t > eps, np.cbrt(t), (kappa * t + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+    return xyz_to_lab_d50(np.maximum(np.asarray(rgb, np.float64) @ _RGB_TO_XYZ_D50.T, 0))
 
 
 def reference_linear_rgb() -> np.ndarray:

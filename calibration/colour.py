@@ -18,14 +18,28 @@ def srgb_to_linear(rgb01: np.ndarray) -> np.ndarray:
     return np.where(rgb01 <= 0.04045, rgb01 / 12.92, ((rgb01 + 0.055) / 1.055) ** 2.4)
 
 
+_EPS, _KAPPA = 216 / 24389, 24389 / 27  # CIE's exact constants for the linear part of L*
+
+
+def xyz_to_lab_d50(xyz: np.ndarray) -> np.ndarray:
+    """XYZ (..., 3) relative to the D50 white (Y of white = 1) -> CIELAB D50 (..., 3) float64."""
+    t = np.asarray(xyz, np.float64) / _WHITE_D50
+    f = np.where(t > _EPS, np.cbrt(t), (_KAPPA * t + 16) / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def lab_to_xyz_d50(lab: np.ndarray) -> np.ndarray:
+    """CIELAB D50 (..., 3) -> XYZ (..., 3) relative to the D50 white."""
+    lab = np.asarray(lab, np.float64)
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
+    return np.where(f ** 3 > _EPS, f ** 3, (116 * f - 16) / _KAPPA) * _WHITE_D50
+
+
 def bgr_to_lab_d50(bgr: np.ndarray) -> np.ndarray:
     """uint8 BGR pixels (..., 3) -> CIELAB D50 (..., 3) float64."""
     rgb = np.asarray(bgr, np.float64)[..., ::-1] / 255.0
-    xyz = srgb_to_linear(rgb) @ (_BRADFORD_D65_TO_D50 @ _SRGB_TO_XYZ_D65).T
-    t = xyz / _WHITE_D50
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.where(t > eps, np.cbrt(t), (kappa * t + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    return xyz_to_lab_d50(srgb_to_linear(rgb) @ (_BRADFORD_D65_TO_D50 @ _SRGB_TO_XYZ_D65).T)
 
 
 def delta_e_ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:

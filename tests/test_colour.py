@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from calibration.colour import bgr_to_lab_d50, delta_e_ciede2000
+from calibration.colour import bgr_to_lab_d50, delta_e_ciede2000, lab_to_xyz_d50, xyz_to_lab_d50
 
 # Sharma, Wu, Dalal (2005), "The CIEDE2000 color-difference formula": test pairs 1-34 (Lab1, Lab2, ΔE00).
 SHARMA = [
@@ -83,3 +83,15 @@ def test_srgb_to_lab_d50_agrees_with_colour_science():
 @pytest.mark.parametrize("bgr, lab", [((255, 255, 255), (100, 0, 0)), ((0, 0, 0), (0, 0, 0))])
 def test_white_and_black(bgr, lab):
     np.testing.assert_allclose(bgr_to_lab_d50(np.array(bgr, np.uint8)), lab, atol=1e-3)
+
+
+def test_lab_xyz_conversions_agree_with_colour_science_and_round_trip():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import colour
+    d50 = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D50"]
+    rng = np.random.default_rng(1)
+    lab = np.column_stack([rng.uniform(0, 100, 200), rng.uniform(-80, 80, 200), rng.uniform(-80, 80, 200)])
+    # Our white is the ICC D50 (0.96422, 1, 0.82521); colour-science derives it from xy: 1e-4 apart in Z.
+    np.testing.assert_allclose(lab_to_xyz_d50(lab), colour.Lab_to_XYZ(lab, d50), rtol=3e-4, atol=1e-6)
+    np.testing.assert_allclose(xyz_to_lab_d50(lab_to_xyz_d50(lab)), lab, atol=1e-9)

@@ -15,7 +15,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from calibration.colour import bgr_to_lab_d50, delta_e_ciede2000
+from calibration.colour import bgr_to_lab_d50, delta_e_ciede2000, lab_to_xyz_d50, xyz_to_lab_d50
 from station.domain import CatalogueItem, Finding, FindingSource, Frame
 from vision.catalogue import Catalogue, product_lab
 
@@ -81,29 +81,10 @@ class PresentationCheck:
                               f"catalogue Lab {', '.join(f'{v:.1f}' for v in self.reference_lab)}")
 
 
-_WHITE_D50 = np.array([0.96422, 1.0, 0.82521])
-
-
-def _lab_to_xyz(lab: np.ndarray) -> np.ndarray:
-    L, a, b = lab
-    fy = (L + 16) / 116
-    f = np.array([fy + a / 500, fy, fy - b / 200])
-    eps, kappa = 216 / 24389, 24389 / 27
-    t = np.where(f ** 3 > eps, f ** 3, (116 * f - 16) / kappa)
-    return t * _WHITE_D50
-
-
-def _xyz_to_lab(xyz: np.ndarray) -> np.ndarray:
-    t = xyz / _WHITE_D50
-    eps, kappa = 216 / 24389, 24389 / 27
-    f = np.where(t > eps, np.cbrt(t), (kappa * t + 16) / 116)
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
 def exposure_matched(lab: np.ndarray, to: np.ndarray) -> np.ndarray:
     """``lab`` scaled by one gain in linear light (XYZ) so its luminance is that of ``to``."""
-    xyz, ref = _lab_to_xyz(np.asarray(lab, np.float64)), _lab_to_xyz(np.asarray(to, np.float64))
-    return _xyz_to_lab(xyz * (ref[1] / max(xyz[1], 1e-6)))
+    xyz, ref = lab_to_xyz_d50(lab), lab_to_xyz_d50(to)
+    return xyz_to_lab_d50(xyz * (ref[1] / max(xyz[1], 1e-6)))
 
 
 def presentation_product_mask(image: np.ndarray, ref_views: Sequence[tuple[object, np.ndarray]] = ()
