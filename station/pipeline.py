@@ -121,11 +121,8 @@ class InspectionPipeline:
         detections = {f.view: d for f, d in zip(frames, dets)}
         findings = [x for f, d in zip(frames, dets) for x in detections_to_findings(f.view, d)]
         lap("detect")
-        if presentation is None:
-            comparison = self.comparer.compare(item, frames)
-        else:
-            comparison = self.comparer.compare(item, frames, presentation=presentation,
-                                               colour_tolerance=self.rules.colour_tolerance(item.category))
+        comparison = self.comparer.compare(item, frames, presentation=presentation,
+                                           colour_tolerance=self.rules.colour_tolerance(item.category))
         findings += comparison.findings
         lap("compare")
         seen = self.store.unit_seen_before(request.unit_code, excluding_order=request.order_id)

@@ -112,6 +112,14 @@ def presentation_product_mask(image: np.ndarray, ref_views: Sequence[tuple[objec
     return mask, "outline", -1
 
 
+def _add_presentation(pres: PresentationCheck | None, findings: list[Finding], details: dict) -> None:
+    """A comparer's evidence of the presentation check, and its finding when beyond tolerance."""
+    details["presentation"] = None if pres is None else pres.to_json()
+    finding = None if pres is None else pres.finding()
+    if finding is not None:
+        findings.append(finding)
+
+
 def check_presentation(image: np.ndarray, reference_lab: np.ndarray, tolerance: float,
                        ref_views: Sequence[tuple[object, np.ndarray]] = (),
                        ref_images: Sequence[np.ndarray] = ()) -> PresentationCheck | None:
@@ -261,9 +269,7 @@ class BasicComparer:
         if presentation is not None and item.reference_lab is not None:
             pres = check_presentation(presentation, np.array(item.reference_lab.as_tuple()),
                                       DEFAULT_COLOUR_TOLERANCE if colour_tolerance is None else colour_tolerance)
-            details["presentation"] = None if pres is None else pres.to_json()
-            if pres is not None and pres.finding() is not None:
-                findings.append(pres.finding())
+            _add_presentation(pres, findings, details)
         return Comparison(tuple(findings), identity, delta_e, measured, details)
 
 
@@ -553,9 +559,7 @@ class CatalogueComparer:
                                                        f"catalogue {dims.width:.0f}x{dims.height:.0f} mm"))
         if presentation is not None:
             pres = self.presentation(presentation, item.sku, colour_tolerance)
-            details["presentation"] = None if pres is None else pres.to_json()
-            if pres is not None and pres.finding() is not None:
-                findings.append(pres.finding())
+            _add_presentation(pres, findings, details)
         return Comparison(tuple(findings), identity, delta_e, measured, details)
 
     def difference_for(self, q: QueryView, sku: str, ev: SkuEvidence | None = None):
