@@ -76,10 +76,12 @@ def drift_report(rows: Iterable[dict], policy: DriftPolicy = DriftPolicy()) -> d
         rate_delta = rc["rate"] - bc["rate"]
         conf_delta = (rc["mean_confidence"] - bc["mean_confidence"]
                       if rc["mean_confidence"] is not None and bc["mean_confidence"] is not None else None)
+        rate_warn = enough and abs(rate_delta) > policy.rate_threshold
+        conf_warn = enough and conf_delta is not None and abs(conf_delta) > policy.confidence_threshold
         reasons = []
-        if enough and abs(rate_delta) > policy.rate_threshold:
+        if rate_warn:
             reasons.append(f"{c}: detection rate {bc['rate']:.1%} -> {rc['rate']:.1%}")
-        if enough and conf_delta is not None and abs(conf_delta) > policy.confidence_threshold:
+        if conf_warn:
             reasons.append(f"{c}: mean confidence {bc['mean_confidence']:.2f} -> {rc['mean_confidence']:.2f}")
         warnings += reasons
         per_class.append({"class": c, "baseline_rate": round(bc["rate"], 4), "recent_rate": round(rc["rate"], 4),
@@ -88,7 +90,8 @@ def drift_report(rows: Iterable[dict], policy: DriftPolicy = DriftPolicy()) -> d
                           "recent_mean_confidence": _r(rc["mean_confidence"]),
                           "confidence_delta": _r(conf_delta),
                           "baseline_confidence_hist": bc["confidence_hist"],
-                          "recent_confidence_hist": rc["confidence_hist"], "warn": bool(reasons)})
+                          "recent_confidence_hist": rc["confidence_hist"], "warn": bool(reasons),
+                          "rate_warn": rate_warn, "confidence_warn": conf_warn})
     series: dict[str, list[_Item]] = {}
     for it in items:
         series.setdefault(it.created_at[:10], []).append(it)

@@ -200,6 +200,8 @@ def test_drift_warns_when_a_class_rate_or_confidence_moves():
     assert per["scratch"]["warn"] and per["scratch"]["rate_delta"] == pytest.approx(0.3)
     assert per["dent"]["warn"] and per["dent"]["rate_delta"] == 0  # confidence fell 0.8 -> 0.55
     assert not per["crack"]["warn"]
+    assert per["scratch"]["rate_warn"] and per["scratch"]["confidence_warn"]  # its scores fell too
+    assert per["dent"]["confidence_warn"] and not per["dent"]["rate_warn"]
     assert [s["day"] for s in moved["series"]] == ["2026-11-01", "2026-11-02"]
     assert sum(per["scratch"]["recent_confidence_hist"]) == 60
     few = drift_report(base[:10] + _rows(10, "2026-11-02", {"scratch": 1.0}, 0.2), policy)

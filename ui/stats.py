@@ -115,13 +115,9 @@ def drift_stats(store, policy: DriftPolicy) -> DriftStats:
     rows = [{"created_at": c, "model_version": m or "", "findings_json": f, "overrides": None}
             for c, m, f in reversed(cur.fetchall())]
     report = drift_report(rows, policy)
-    enough = bool(report["enough_data"])
-    classes = []
-    for c in report["per_class"]:
-        conf_delta = c["confidence_delta"]
-        classes.append(ClassDrift(
-            c["class"], c["baseline_rate"], c["recent_rate"], c["baseline_mean_confidence"],
-            c["recent_mean_confidence"], tuple(c["baseline_confidence_hist"]), tuple(c["recent_confidence_hist"]),
-            enough and abs(c["rate_delta"]) > policy.rate_threshold,
-            enough and conf_delta is not None and abs(conf_delta) > policy.confidence_threshold))
-    return DriftStats(report["recent"]["items"], report["baseline"]["items"], enough, policy, tuple(classes))
+    classes = tuple(ClassDrift(
+        c["class"], c["baseline_rate"], c["recent_rate"], c["baseline_mean_confidence"], c["recent_mean_confidence"],
+        tuple(c["baseline_confidence_hist"]), tuple(c["recent_confidence_hist"]), c["rate_warn"], c["confidence_warn"])
+        for c in report["per_class"])
+    return DriftStats(report["recent"]["items"], report["baseline"]["items"], bool(report["enough_data"]), policy,
+                      classes)
