@@ -443,7 +443,6 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
         config: ConfigOpt = None, data_dir: DataDirOpt = None,
     ) -> None:
         """Store a box correction as an override record (the original stays as it was)."""
-        from station.domain import DETECTOR_CLASSES
         from station.records import StoreError
 
         cfg = cli._config(config, data_dir)
@@ -454,14 +453,6 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
             cli.fail(f"--boxes is not readable JSON: {exc}")
         if not isinstance(parsed, list):
             cli.fail("--boxes must be a JSON list of boxes")
-        for i, b in enumerate(parsed):
-            ok = (isinstance(b, dict) and b.get("class") in DETECTOR_CLASSES and isinstance(b.get("view"), str)
-                  and isinstance(b.get("box_xyxy"), list) and len(b["box_xyxy"]) == 4
-                  and all(isinstance(v, (int, float)) for v in b["box_xyxy"])
-                  and b["box_xyxy"][2] > b["box_xyxy"][0] and b["box_xyxy"][3] > b["box_xyxy"][1])
-            if not ok:
-                cli.fail(f"box {i} must be {{\"view\", \"class\" (one of {', '.join(DETECTOR_CLASSES)}), "
-                         f"\"box_xyxy\": [x1, y1, x2, y2] with x2 > x1, y2 > y1}}, got {b!r}")
         with _open_store(cfg) as store:
             try:
                 new_id = store.override_boxes(record_id, operator, reason, parsed)

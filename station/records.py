@@ -12,19 +12,20 @@ import datetime as dt
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import sqlite3
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from station.dbhandle import SqliteHandle
-from station.domain import Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
+from station.domain import DETECTOR_CLASSES, Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
 from station.evidence import EvidenceError, EvidenceLog, StationKey, SignedTreeHead
 
 MIGRATIONS: tuple[str, ...] = (
@@ -126,6 +127,33 @@ DEFAULT_MIN_FREE_BYTES = 32 * 1024 * 1024
 
 class StoreError(RuntimeError):
     """The station store could not be written or read; the message says what to do."""
+
+
+class BoxError(StoreError, ValueError):
+    """A box correction's box is malformed or names a view or class that the record or the detector lacks."""
+
+
+def checked_boxes(boxes: Iterable, views: Iterable[str], classes: Sequence[str]) -> list[dict]:
+    """``boxes`` (each ``{"view", "class", "box_xyxy"}``) checked against the record's ``views`` and the
+    detector's ``classes``; BoxError names the first bad box and what is wrong with it."""
+    views = set(views)
+    clean = []
+    for i, b in enumerate(boxes):
+        if not isinstance(b, Mapping):
+            raise BoxError(f'box {i}: must be {{"view", "class", "box_xyxy"}}, got {b!r}')
+        view, cls, xyxy = b.get("view"), b.get("class"), b.get("box_xyxy")
+        if view not in views:
+            raise BoxError(f"box {i}: the record has no {view!r} view (it has {', '.join(sorted(views))})")
+        if cls not in classes:
+            raise BoxError(f"box {i}: unknown class {cls!r}: use one of {', '.join(classes)}")
+        try:
+            x1, y1, x2, y2 = (float(v) for v in xyxy)
+        except (TypeError, ValueError):
+            raise BoxError(f"box {i}: box_xyxy must be four numbers [x1, y1, x2, y2], got {xyxy!r}") from None
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
+            raise BoxError(f"box {i}: [x1, y1, x2, y2] needs 0 <= x1 < x2 and 0 <= y1 < y2, got {xyxy!r}")
+        clean.append({"view": view, "class": cls, "box_xyxy": [x1, y1, x2, y2]})
+    return clean
 
 
 def utc_now() -> str:
@@ -390,16 +418,19 @@ class StationStore(SqliteHandle):
         self._write(body, [new_id], f"cannot record override of {record_id}")
         return new_id
 
-    def override_boxes(self, record_id: str, operator: str, reason: str, boxes: list[dict]) -> str:
+    def override_boxes(self, record_id: str, operator: str, reason: str, boxes: Iterable[Mapping],
+                       classes: Sequence[str] = DETECTOR_CLASSES) -> str:
         """Append a box-correction override: ``boxes`` (each ``{"view", "class", "box_xyxy"}``) is the complete
-        corrected set of detector boxes for every view of the record (a view without boxes is clean). It is kept
-        in the override's ``decision_json["boxes"]`` and replaces the detector findings in its findings_json;
-        grade and disposition stay as they were (change them with ``override``)."""
+        corrected set of detector boxes for every view of the record (a view without boxes is clean), checked
+        by ``checked_boxes`` against the record's views and ``classes``. It is kept in the override's
+        ``decision_json["boxes"]`` and replaces the detector findings in its findings_json; grade and
+        disposition stay as they were (change them with ``override``)."""
         if not operator or not reason:
             raise StoreError("a box correction needs who (operator) and why (reason)")
         row = self.get(record_id)
         if row is None:
             raise StoreError(f"record {record_id} not found")
+        boxes = checked_boxes(boxes, (v for v, _ in self.images_of(record_id)), classes)
         decision = json.loads(row["decision_json"])
         decision["rules_fired"] = list(decision.get("rules_fired", [])) + ["OVERRIDE-BOXES"]
         decision["boxes"] = [{"view": str(b["view"]), "class": str(b["class"]),

@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import math
 import os
 import re
 import sqlite3
@@ -393,28 +392,13 @@ def correct_boxes(store: StationStore, user: User, record_id: str, reason_code: 
                   comment: str = "", classes: Iterable[str] = DETECTOR_CLASSES) -> str:
     """Store a supervisor's box correction as an override record (``StationStore.override_boxes``); the record
     itself is never edited. ``boxes`` is the complete corrected set for every view of the record, in the
-    stored images' pixel coordinates; ``classes`` are the detector's class names. Returns the new record id."""
+    stored images' pixel coordinates; ``classes`` are the detector's class names (the store checks every box and
+    raises ``records.BoxError``, a ValueError). Returns the new record id."""
     require(user, Permission.CORRECT_BOXES, "correct detector boxes")
     if reason_code not in BOX_REASONS:
         raise ValueError(f"unknown box correction reason {reason_code!r}: use one of {', '.join(BOX_REASONS)}")
     if reason_code == "other" and not comment.strip():
         raise ValueError("reason 'other' needs a comment that says why")
     _current(store, record_id)  # a correction of an outdated record would silently drop the later decision
-    views = {v for v, _ in store.images_of(record_id)}
-    classes = tuple(classes)
-    clean = []
-    for i, b in enumerate(boxes):
-        view, cls, xyxy = b.get("view"), b.get("class"), b.get("box_xyxy")
-        if view not in views:
-            raise ValueError(f"box {i}: record {record_id} has no {view!r} view (it has {', '.join(sorted(views))})")
-        if cls not in classes:
-            raise ValueError(f"box {i}: unknown class {cls!r}: use one of {', '.join(classes)}")
-        try:
-            x1, y1, x2, y2 = (float(v) for v in xyxy)
-        except (TypeError, ValueError):
-            raise ValueError(f"box {i}: box_xyxy must be four numbers [x1, y1, x2, y2], got {xyxy!r}") from None
-        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
-            raise ValueError(f"box {i}: [x1, y1, x2, y2] needs 0 <= x1 < x2 and 0 <= y1 < y2, got {xyxy!r}")
-        clean.append({"view": view, "class": cls, "box_xyxy": [x1, y1, x2, y2]})
     reason = reason_code + (f": {comment.strip()}" if comment.strip() else "")
-    return store.override_boxes(record_id, user.username, f"[{user.role.value}] {reason}", clean)
+    return store.override_boxes(record_id, user.username, f"[{user.role.value}] {reason}", boxes, tuple(classes))

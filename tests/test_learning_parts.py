@@ -134,6 +134,7 @@ def test_cli_export_and_correct_errors(tmp_path, store):
 
     for bad, msg in (((rid, "--boxes", "[{]"), "not readable JSON"),
                      ((rid, "--boxes", '[{"view": "front", "class": "smudge", "box_xyxy": [0, 0, 5, 5]}]'), "box 0"),
+                     ((rid, "--boxes", '[{"view": "back", "class": "dent", "box_xyxy": [0, 0, 5, 5]}]'), "no 'back' view"),
                      (("nope", "--boxes", "[]"), "not found")):
         proc = station("dataset", "correct", *bad, "--operator", "sup", "--reason", "r")
         assert proc.returncode == 2 and msg in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
