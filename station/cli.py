@@ -44,6 +44,18 @@ class BadInput(Exception):
     """Input the user can fix: reported as one clear message and exit code 2."""
 
 
+def read_image(path: Path, what: str = "image"):
+    """A colour image file as BGR, or BadInput saying what is wrong with it (every command that reads images)."""
+    import cv2
+
+    if not path.is_file():
+        raise BadInput(f"{what} {path} not found")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise BadInput(f"{what} {path} is not a readable image (corrupt, or not a JPEG or PNG)")
+    return image
+
+
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -180,20 +192,10 @@ def inspect(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Inspect image files of one returned item and print the decision."""
-    import cv2
-
-    def read(path: Path, what: str):
-        if not path.is_file():
-            raise BadInput(f"{what} {path} not found")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            raise BadInput(f"{what} {path} is corrupt or not an image OpenCV can read (use JPEG or PNG)")
-        return image
-
     try:
         why = _reason(reason)
-        frames = [Frame(read(path, "image"), path.stem, str(path), path.stat().st_mtime) for path in images]
-        shown = read(presentation, "presentation image") if presentation is not None else None
+        frames = [Frame(read_image(path), path.stem, str(path), path.stat().st_mtime) for path in images]
+        shown = read_image(presentation, "presentation image") if presentation is not None else None
     except BadInput as exc:
         fail(str(exc))
     cfg = _config(config, data_dir)

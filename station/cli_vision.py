@@ -13,15 +13,13 @@ from typing import Annotated, Optional
 import typer
 
 
-def _read_image(path: Path, fail):
-    import cv2
+def _read_image(path: Path, fail, what: str = "image"):
+    from station.cli import BadInput, read_image
 
-    if not path.is_file():
-        fail(f"image {path} not found")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        fail(f"{path} is not a readable image (corrupt or not PNG/JPEG)")
-    return img
+    try:
+        return read_image(path, what)
+    except BadInput as exc:
+        fail(str(exc))
 
 
 def _report(out: dict, json_out: bool, lines: list[str]) -> None:
@@ -68,7 +66,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         t0 = time.perf_counter()
         img = _read_image(image, fail)
-        pres_img = _read_image(presentation, fail) if presentation is not None else None
+        pres_img = _read_image(presentation, fail, "presentation image") if presentation is not None else None
         cfg = _config(config, data_dir)
         try:
             cat = load_catalogue(cfg)
