@@ -525,53 +525,47 @@ def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | Non
                                                           "signature")} for h in heads]}
 
     # ---------------------------------------------------------------- pull (stations)
-    @app.get(f"{API}/rmas")
-    def pull_rmas(p: Annotated[Principal, Depends(require("station", "inspector", "supervisor"))],
-                  since: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
+    # RMAs and catalogue entries travel the same way: stations pull by sequence number, an admin upserts
+    # (each upsert takes the next sequence number, so a changed row is pulled again).
+    def _pull(table, since: int, limit: int) -> dict:
         with Session(engine) as s:
-            rows = list(s.scalars(select(Rma).where(Rma.seq > since).order_by(Rma.seq).limit(limit)))
-            items = [{c.key: getattr(r, c.key) for c in Rma.__table__.columns} for r in rows]
+            rows = list(s.scalars(select(table).where(table.seq > since).order_by(table.seq).limit(limit)))
+            items = [{c.key: getattr(r, c.key) for c in table.__table__.columns} for r in rows]
             return {"items": items, "next_since": items[-1]["seq"] if items else since}
 
-    @app.put(f"{API}/rmas")
-    def put_rmas(body: RmasIn, p: Annotated[Principal, Depends(require("admin"))]) -> dict:
+    def _upsert(table, rows: list[tuple[str, dict]]) -> dict:
+        """``rows``: (primary key, column values) each."""
         with write_lock, Session(engine) as s, s.begin():
-            seq = s.scalar(select(func.max(Rma.seq))) or 0
-            for r in body.rmas:
+            seq = s.scalar(select(func.max(table.seq))) or 0
+            for key, vals in rows:
                 seq += 1
-                vals = r.model_dump(mode="json") | {"seq": seq}
-                row = s.get(Rma, r.order_id)
+                vals = vals | {"seq": seq}
+                row = s.get(table, key)
                 if row is None:
-                    s.add(Rma(**vals))
+                    s.add(table(**vals))
                 else:
                     for k, v in vals.items():
                         setattr(row, k, v)
-        return {"upserted": len(body.rmas)}
+        return {"upserted": len(rows)}
+
+    @app.get(f"{API}/rmas")
+    def pull_rmas(p: Annotated[Principal, Depends(require("station", "inspector", "supervisor"))],
+                  since: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
+        return _pull(Rma, since, limit)
+
+    @app.put(f"{API}/rmas")
+    def put_rmas(body: RmasIn, p: Annotated[Principal, Depends(require("admin"))]) -> dict:
+        return _upsert(Rma, [(r.order_id, r.model_dump(mode="json")) for r in body.rmas])
 
     @app.get(f"{API}/catalogue")
     def pull_catalogue(p: Annotated[Principal, Depends(require("station", "inspector", "supervisor"))],
                        since: Annotated[int, Query(ge=0)] = 0,
                        limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
-        with Session(engine) as s:
-            rows = list(s.scalars(select(CatalogueEntry).where(CatalogueEntry.seq > since)
-                                  .order_by(CatalogueEntry.seq).limit(limit)))
-            items = [{c.key: getattr(r, c.key) for c in CatalogueEntry.__table__.columns} for r in rows]
-            return {"items": items, "next_since": items[-1]["seq"] if items else since}
+        return _pull(CatalogueEntry, since, limit)
 
     @app.put(f"{API}/catalogue")
     def put_catalogue(body: CataloguesIn, p: Annotated[Principal, Depends(require("admin"))]) -> dict:
-        with write_lock, Session(engine) as s, s.begin():
-            seq = s.scalar(select(func.max(CatalogueEntry.seq))) or 0
-            for it in body.items:
-                seq += 1
-                vals = it.model_dump() | {"seq": seq}
-                row = s.get(CatalogueEntry, it.sku)
-                if row is None:
-                    s.add(CatalogueEntry(**vals))
-                else:
-                    for k, v in vals.items():
-                        setattr(row, k, v)
-        return {"upserted": len(body.items)}
+        return _upsert(CatalogueEntry, [(it.sku, it.model_dump()) for it in body.items])
 
     # ---------------------------------------------------------------- aggregates
     def _aggregate(group_col, party: Party) -> list[dict]:
