@@ -26,6 +26,16 @@ class DatasetSpec:
     size: int = 416
     clean_share: float = 0.12
     shifted: bool = False
+    # (class, n): that class leads n slots of the primary-class cycle instead of one, so a fine-tune can
+    # see more of the classes it finds worst. Empty keeps every class at an equal share.
+    primary_repeats: tuple[tuple[str, int], ...] = ()
+
+    def primary_cycle(self) -> tuple[str, ...]:
+        repeats = dict(self.primary_repeats)
+        unknown = sorted(set(repeats) - set(DEFECT_CLASSES))
+        if unknown:
+            raise ValueError(f"primary_repeats names unknown classes {unknown}; known: {list(DEFECT_CLASSES)}")
+        return tuple(c for c in DEFECT_CLASSES for _ in range(repeats.get(c, 1)))
 
 
 def _shapes_for(defect: str) -> list[ProductShape]:
@@ -40,13 +50,14 @@ def _packaged_view(shape: ProductShape, defect: str) -> str:
 
 
 def render_sample(rng: np.random.Generator, index: int, spec: DatasetSpec):
-    """One training sample; the primary class cycles so every class gets an equal share."""
+    """One training sample; the primary class cycles (equal shares unless ``spec.primary_repeats``)."""
     style = SceneStyle(size=(spec.size, spec.size), shifted=spec.shifted)
     if rng.random() < spec.clean_share:
         shape = ProductShape(rng.choice([s.value for s in ProductShape]))
         view = "front" if rng.random() < 0.5 else "side"
         return render_item(rng, random_look(rng, shape), (), style, view)
-    primary = DEFECT_CLASSES[index % len(DEFECT_CLASSES)]
+    cycle = spec.primary_cycle()
+    primary = cycle[index % len(cycle)]
     shapes = _shapes_for(primary)
     shape = shapes[int(rng.integers(0, len(shapes)))]
     view = _packaged_view(shape, primary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class DataSection(BaseModel):
@@ -16,6 +16,20 @@ class DataSection(BaseModel):
     seed: int = 0
     size: int = Field(416, ge=64)
     clean_share: float = Field(0.12, ge=0, le=1)
+    # Class -> how many slots it leads in the primary-class cycle (default 1 each): more of the hard classes.
+    primary_repeats: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("primary_repeats")
+    @classmethod
+    def _known_classes(cls, value: dict[str, int]) -> dict[str, int]:
+        from vision.synth import DEFECT_CLASSES
+
+        unknown = sorted(set(value) - set(DEFECT_CLASSES))
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}; known: {list(DEFECT_CLASSES)}")
+        if any(n < 1 for n in value.values()):
+            raise ValueError("each repeat count must be at least 1")
+        return value
 
 
 class TrainSection(BaseModel):

@@ -74,7 +74,8 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
         dataset_dir = workdir / "dataset"
         d = config.data
         progress(f"rendering dataset into {dataset_dir} ({d.train}/{d.val}/{d.test} images)")
-        manifest = write_dataset(dataset_dir, DatasetSpec(d.train, d.val, d.test, d.seed, d.size, d.clean_share))
+        manifest = write_dataset(dataset_dir, DatasetSpec(d.train, d.val, d.test, d.seed, d.size, d.clean_share,
+                                                             primary_repeats=tuple(sorted(d.primary_repeats.items()))))
     else:
         import json
         manifest = json.loads((dataset_dir / "manifest.json").read_text())
