@@ -15,6 +15,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
+from models.yolo_head import HeadGraph, cut_detect_head, decode_head
 from station.domain import Detections
 
 
@@ -102,7 +103,7 @@ def decode_predictions(pred: np.ndarray, conf: float, iou: float, params: Letter
     scores = scores_all[class_ids, np.arange(pred.shape[1])]
     keep = scores > conf
     if not keep.any():
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), np.zeros((0,), np.float32)
+        return _no_boxes()
     boxes = pred[:4, keep].T
     scores, class_ids = scores[keep], class_ids[keep]
     xyxy = np.empty_like(boxes)
@@ -110,6 +111,19 @@ def decode_predictions(pred: np.ndarray, conf: float, iou: float, params: Letter
     xyxy[:, 1] = boxes[:, 1] - boxes[:, 3] / 2
     xyxy[:, 2] = boxes[:, 0] + boxes[:, 2] / 2
     xyxy[:, 3] = boxes[:, 1] + boxes[:, 3] / 2
+    return nms_to_image(xyxy, class_ids, scores, conf, iou, params, image_shape, max_det)
+
+
+def _no_boxes() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 4), np.float32), np.zeros((0,), np.int32), np.zeros((0,), np.float32)
+
+
+def nms_to_image(xyxy: np.ndarray, class_ids: np.ndarray, scores: np.ndarray, conf: float, iou: float,
+                 params: LetterboxParams, image_shape: tuple[int, int], max_det: int = 300
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class-wise NMS of candidates in network-input pixels, then map them back to image pixels."""
+    if len(scores) == 0:
+        return _no_boxes()
     # Class-wise NMS in one call: offset each class far apart so boxes of different classes never overlap.
     offset = class_ids[:, None].astype(np.float32) * 7680.0
     shifted = xyxy + offset
@@ -138,8 +152,10 @@ class OnnxYoloDetector:
     """YOLOv8-style detector on ONNX Runtime, tuned for small CPUs."""
 
     def __init__(self, model_path: Path, confidence: float | None = None, iou: float | None = None,
-                 threads: int = 2, input_size: int | None = None) -> None:
+                 threads: int = 2, input_size: int | None = None, cut_head: bool = True) -> None:
         self.model_path = Path(model_path)
+        self.cut_head = cut_head  # decode the Detect head in numpy on candidates only (see models.yolo_head)
+        self._head: HeadGraph | None = None
         self._conf_override, self._iou_override, self.threads = confidence, iou, threads
         self._session = None
         self.class_names: tuple[str, ...] = ()
@@ -200,6 +216,9 @@ class OnnxYoloDetector:
             self.iou = self._iou_override if self._iou_override is not None else card.iou
             self.version = f"{card.raw.get('name', path.stem)}@{card.raw.get('training', {}).get('date', '?')}"
         self._input_name = inputs[0].name
+        self._head = cut_detect_head(path, len(self.class_names)) if self.cut_head else None
+        if self._head is not None:
+            session = ort.InferenceSession(self._head.model, opts, providers=["CPUExecutionProvider"])
         self._session = session
         stride = _parse_meta_literal(meta.get("stride", "32"), "stride", path)
         # A model with dynamic height/width gets a rectangular letterbox (less padding, less work), exactly
@@ -224,11 +243,11 @@ class OnnxYoloDetector:
             buf = self._buffers[shape] = np.full((max(n, 4), *shape, 3), 114, np.uint8)
         return buf
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._fixed_batch is None or self._fixed_batch == len(batch):
-            return self._session.run(None, {self._input_name: batch})[0]
-        return np.concatenate([self._session.run(None, {self._input_name: batch[i:i + 1]})[0]
-                               for i in range(len(batch))])
+            return self._session.run(None, {self._input_name: batch})
+        runs = [self._session.run(None, {self._input_name: batch[i:i + 1]}) for i in range(len(batch))]
+        return [np.concatenate(parts) for parts in zip(*runs)]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detect on all views of an item: views of the same size go through in one batched call."""
@@ -244,9 +263,13 @@ class OnnxYoloDetector:
             # BGR HWC uint8 -> RGB CHW float32 in [0, 1], for the whole group at once.
             batch = np.ascontiguousarray(buf[:len(idxs), :, :, ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
             batch *= 1.0 / 255.0
-            preds = self._run(batch)
+            outputs = self._run(batch)
             for k, i in enumerate(idxs):
-                xyxy, cls, sc = decode_predictions(preds[k], self.confidence, self.iou, params[k],
-                                                   images[i].shape[:2])
+                if self._head is not None:
+                    cand = decode_head(outputs, k, self._head.reg_max, shape, self.confidence)
+                    xyxy, cls, sc = nms_to_image(*cand, self.confidence, self.iou, params[k], images[i].shape[:2])
+                else:
+                    xyxy, cls, sc = decode_predictions(outputs[0][k], self.confidence, self.iou, params[k],
+                                                       images[i].shape[:2])
                 out[i] = Detections(xyxy, cls, sc, self.class_names)
         return out  # type: ignore[return-value]

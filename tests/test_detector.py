@@ -10,7 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from models.onnx_yolo import LetterboxParams, ModelError, OnnxYoloDetector, decode_predictions, letterbox_into
+from models.onnx_yolo import (LetterboxParams, ModelError, OnnxYoloDetector, decode_predictions, letterbox_into,
+                              nms_to_image)
+from models.yolo_head import decode_head
 from station.config import BUNDLED_MODEL
 from station.domain import DETECTOR_CLASSES
 
@@ -36,6 +38,46 @@ def test_decode_threshold_and_clip():
     pred[:, 1] = [95, 95, 20, 20, 0.6]  # runs off the image: clipped
     xyxy, cls, score = decode_predictions(pred, 0.25, 0.45, LetterboxParams(1.0, 0, 0), (100, 100))
     assert len(score) == 1 and xyxy[0].tolist() == pytest.approx([85, 85, 100, 100])
+
+
+def test_head_decode_hand_computed_example():
+    """One level of a cut Detect head: 2x2 cells at stride 16 (input 32x32), reg_max 4, two classes."""
+    reg_max, big = 4, 30.0
+    box = np.zeros((1, 4 * reg_max, 2, 2), np.float32)
+    cls = np.full((1, 2, 2, 2), -10.0, np.float32)
+    # Cell (row 1, col 0): class 1 at logit 2 (sigmoid 0.881). Distances l, t, r, b put all their weight on
+    # bins 1, 0, 3 and half-half on bins 2 and 3 (expectation 2.5), in cells.
+    cls[0, 1, 1, 0] = 2.0
+    for side, b in ((0, 1), (1, 0), (2, 3)):
+        box[0, side * reg_max + b, 1, 0] = big
+    box[0, 3 * reg_max + 2, 1, 0] = box[0, 3 * reg_max + 3, 1, 0] = big
+    cls[0, 0, 0, 1] = -1.5  # a class-0 cell below the 0.25 threshold (sigmoid 0.18)
+    xyxy, ids, scores = decode_head([box, cls], 0, reg_max, (32, 32), conf=0.25)
+    assert ids.tolist() == [1] and scores.tolist() == pytest.approx([1 / (1 + np.exp(-2.0))])
+    # Anchor centre (0.5, 1.5) cells: x1 = (0.5 - 1) * 16, y1 = (1.5 - 0) * 16, x2 = (0.5 + 3) * 16,
+    # y2 = (1.5 + 2.5) * 16.
+    assert xyxy[0].tolist() == pytest.approx([-8, 24, 56, 64], abs=1e-3)
+    out = nms_to_image(xyxy, ids, scores, 0.25, 0.45, LetterboxParams(1.0, 0, 0), (32, 32))
+    assert out[0][0].tolist() == pytest.approx([0, 24, 32, 32], abs=1e-3)  # clipped to the image
+
+
+def test_cut_head_detects_exactly_like_the_whole_graph():
+    """The shipped model with its head decoded in numpy finds the same boxes as the exported graph's tail."""
+    from vision.synth import SceneStyle, random_look, render_item
+
+    cut = OnnxYoloDetector(BUNDLED_MODEL).load()
+    whole = OnnxYoloDetector(BUNDLED_MODEL, cut_head=False).load()
+    assert cut._head is not None and cut._head.levels == 3 and whole._head is None
+    rng = np.random.default_rng(7)
+    images = [render_item(rng, random_look(rng), ("crack", "stain", "dent"), SceneStyle(size=size)).image
+              for size in ((640, 360), (640, 360), (480, 480))]
+    found = 0
+    for a, b in zip(cut.detect(images), whole.detect(images)):
+        assert a.class_id.tolist() == b.class_id.tolist()
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+        np.testing.assert_allclose(a.score, b.score, atol=1e-5)
+        found += len(a.score)
+    assert found >= 3
 
 
 def test_letterbox_matches_ultralytics_centering():
@@ -81,6 +123,7 @@ def test_custom_model_with_other_classes(tmp_path):
     path = _tiny_model(tmp_path / "custom.onnx", "{0: 'dust', 1: 'label_missing'}", 2)
     det = OnnxYoloDetector(path, confidence=0.5).load()
     assert det.class_names == ("dust", "label_missing")
+    assert det._head is None  # no ultralytics Detect head in it: runs whole, decoded from (4 + nc, N)
     img = np.zeros((64, 64, 3), np.uint8)
     img[:, :, 0] = 255  # blue (BGR) everywhere -> class 0 score 1.0 at every cell
     (out,) = det.detect([img])

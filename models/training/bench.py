@@ -58,7 +58,7 @@ def agreement(ours: list, theirs: list, iou_min: float = 0.99) -> tuple[int, int
 
 def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per_item: int = 3,
                   cache: Path = Path("build/bench_images"), workdir: Path = Path("build"), threads: int = 2,
-                  progress=print) -> dict:
+                  progress=print, round_pairs: int = 2) -> dict:
     prepare_offline(workdir.resolve())
     from ultralytics import YOLO  # optional dependency, imported only here
 
@@ -71,6 +71,8 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
              for i in range(0, len(group), views_per_item)]
 
     ours = OnnxYoloDetector(onnx_path, threads=threads).load()
+    # The same engine running the exported graph whole (DFL and box decode in ORT): what the head cut buys.
+    whole = OnnxYoloDetector(onnx_path, threads=threads, cut_head=False).load()
     imgsz = ours.input_size[0]
     conf, iou = ours.confidence, ours.iou
     # ultralytics prints progress to stdout; keep stdout for our report (--json) by sending its chatter to stderr.
@@ -96,6 +98,7 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
         return [(r.boxes.xyxy.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int32)) for r in res]
 
     engines = {"ours_onnx": run_ours,
+               "ours_whole_graph": lambda v: [(d.xyxy, d.class_id) for d in whole.detect(v)],
                "ultralytics_pt": lambda v: run_ultra(yolo_pt, v),
                "ultralytics_onnx": lambda v: run_ultra(yolo_onnx, v)}
     for fn in engines.values():  # warm-up: first calls allocate and JIT
@@ -103,10 +106,11 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
             fn(items[0])
     times: dict[str, list[float]] = {k: [] for k in engines}
     outputs: dict[str, list] = {k: [] for k in engines}
-    # Each engine runs all items in a block, in the order A B C then C B A: interleaving item by item would
-    # let one engine's thread pools (ORT and OpenMP spin after a call) steal the cores from the next engine.
+    # Each engine runs all items in a block, in the order A B C D, D C B A, twice: interleaving item by item
+    # would let one engine's thread pools (ORT and OpenMP spin after a call) steal the cores from the next
+    # engine, and alternating blocks spreads slow phases of a shared machine over all engines.
     order = list(engines)
-    for rnd, names in enumerate((order, order[::-1])):
+    for rnd, names in enumerate((order, order[::-1]) * round_pairs):
         for name in names:
             fn = engines[name]
             for _ in range(2):
@@ -120,6 +124,14 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
             if progress:
                 progress(f"round {rnd + 1}: {name} done")
     matched, total = agreement(outputs["ours_onnx"], outputs["ultralytics_onnx"])
+    whole_matched, whole_total = agreement(outputs["ours_onnx"], outputs["ours_whole_graph"])
+    n = len(items)
+
+    def paired(other: str) -> float:
+        # Per item: the other engine's time over ours on the same views, median over items and rounds.
+        ratios = [times[other][k] / times["ours_onnx"][k] for k in range(2 * round_pairs * n)]
+        return round(_pct(ratios, 0.5), 3)
+
     report = {
         "images": len(images),
         "items": len(items),
@@ -131,9 +143,15 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
         "speedup_p50": {
             "vs_ultralytics_pt": round(_pct(times["ultralytics_pt"], 0.5) / _pct(times["ours_onnx"], 0.5), 3),
             "vs_ultralytics_onnx": round(_pct(times["ultralytics_onnx"], 0.5) / _pct(times["ours_onnx"], 0.5), 3),
+            "vs_ours_whole_graph": round(_pct(times["ours_whole_graph"], 0.5) / _pct(times["ours_onnx"], 0.5), 3),
         },
+        "speedup_paired_median": {"vs_ultralytics_pt": paired("ultralytics_pt"),
+                                  "vs_ultralytics_onnx": paired("ultralytics_onnx"),
+                                  "vs_ours_whole_graph": paired("ours_whole_graph")},
+        "rounds": 2 * round_pairs,
         "agreement_with_ultralytics_onnx": {"matched": matched, "boxes": total,
                                             "share": round(matched / total, 4) if total else 1.0,
                                             "iou_min": 0.99, "same_class": True},
+        "agreement_with_whole_graph": {"matched": whole_matched, "boxes": whole_total},
     }
     return report
