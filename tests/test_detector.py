@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from models.onnx_yolo import (LetterboxParams, ModelError, OnnxYoloDetector, decode_predictions, letterbox_into,
                               nms_to_image)
-from models.yolo_head import decode_head
+from models.yolo_head import BoxBranch, dfl_boxes
 from station.config import BUNDLED_MODEL
 from station.domain import DETECTOR_CLASSES
 
@@ -40,44 +40,50 @@ def test_decode_threshold_and_clip():
     assert len(score) == 1 and xyxy[0].tolist() == pytest.approx([85, 85, 100, 100])
 
 
-def test_head_decode_hand_computed_example():
-    """One level of a cut Detect head: 2x2 cells at stride 16 (input 32x32), reg_max 4, two classes."""
+def test_dfl_boxes_hand_computed_example():
+    """A level of 2x2 cells at stride 16 (input 32x32), reg_max 4: the DFL expectation of each side."""
     reg_max, big = 4, 30.0
-    box = np.zeros((1, 4 * reg_max, 2, 2), np.float32)
-    cls = np.full((1, 2, 2, 2), -10.0, np.float32)
-    # Cell (row 1, col 0): class 1 at logit 2 (sigmoid 0.881). Distances l, t, r, b put all their weight on
-    # bins 1, 0, 3 and half-half on bins 2 and 3 (expectation 2.5), in cells.
-    cls[0, 1, 1, 0] = 2.0
+    logits = np.zeros((4 * reg_max, 1), np.float32)
+    # Cell (row 1, col 0) = flat 2. Distances l, t, r put all their weight on bins 1, 0, 3; b half-half on bins
+    # 2 and 3 (expectation 2.5), in cells.
     for side, b in ((0, 1), (1, 0), (2, 3)):
-        box[0, side * reg_max + b, 1, 0] = big
-    box[0, 3 * reg_max + 2, 1, 0] = box[0, 3 * reg_max + 3, 1, 0] = big
-    cls[0, 0, 0, 1] = -1.5  # a class-0 cell below the 0.25 threshold (sigmoid 0.18)
-    xyxy, ids, scores = decode_head([box, cls], 0, reg_max, (32, 32), conf=0.25)
-    assert ids.tolist() == [1] and scores.tolist() == pytest.approx([1 / (1 + np.exp(-2.0))])
-    # Anchor centre (0.5, 1.5) cells: x1 = (0.5 - 1) * 16, y1 = (1.5 - 0) * 16, x2 = (0.5 + 3) * 16,
-    # y2 = (1.5 + 2.5) * 16.
+        logits[side * reg_max + b] = big
+    logits[3 * reg_max + 2] = logits[3 * reg_max + 3] = big
+    xyxy = dfl_boxes(logits, np.array([2]), (2, 2), (32, 32), reg_max)
+    # Anchor centre (0.5, 1.5) cells: x1 = (0.5 - 1) * 16, y1 = 1.5 * 16, x2 = 3.5 * 16, y2 = 4 * 16.
     assert xyxy[0].tolist() == pytest.approx([-8, 24, 56, 64], abs=1e-3)
-    out = nms_to_image(xyxy, ids, scores, 0.25, 0.45, LetterboxParams(1.0, 0, 0), (32, 32))
+    out = nms_to_image(xyxy, np.array([1]), np.array([0.9], np.float32), 0.25, 0.45, LetterboxParams(1.0, 0, 0),
+                       (32, 32))
     assert out[0][0].tolist() == pytest.approx([0, 24, 32, 32], abs=1e-3)  # clipped to the image
 
 
-def test_cut_head_detects_exactly_like_the_whole_graph():
-    """The shipped model with its head decoded in numpy finds the same boxes as the exported graph's tail."""
-    from vision.synth import SceneStyle, random_look, render_item
+def _conv_same(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Plain zero-padded 'same' convolution (C, h, w) -> (O, h, w), written out for the test."""
+    k = w.shape[2]
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (p, p), (p, p)))
+    out = np.zeros((w.shape[0], *x.shape[1:]))
+    for dy in range(k):
+        for dx in range(k):
+            out += np.einsum("oc,chw->ohw", w[:, :, dy, dx], xp[:, dy:dy + x.shape[1], dx:dx + x.shape[2]])
+    return out + b[:, None, None]
 
-    cut = OnnxYoloDetector(BUNDLED_MODEL).load()
-    whole = OnnxYoloDetector(BUNDLED_MODEL, cut_head=False).load()
-    assert cut._head is not None and cut._head.levels == 3 and whole._head is None
-    rng = np.random.default_rng(7)
-    images = [render_item(rng, random_look(rng), ("crack", "stain", "dent"), SceneStyle(size=size)).image
-              for size in ((640, 360), (640, 360), (480, 480))]
-    found = 0
-    for a, b in zip(cut.detect(images), whole.detect(images)):
-        assert a.class_id.tolist() == b.class_id.tolist()
-        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
-        np.testing.assert_allclose(a.score, b.score, atol=1e-5)
-        found += len(a.score)
-    assert found >= 3
+
+def test_box_branch_at_candidates_equals_the_convolutions_over_the_whole_map():
+    """Per-candidate patches give what the two 3x3 convs and the 1x1 give over the whole map, corners and edges
+    included (where the second conv's zero padding matters)."""
+    rng = np.random.default_rng(0)
+    c, c1, c2, out, h, w = 6, 5, 4, 8, 5, 7
+    w1, w2, w3 = (rng.normal(size=s).astype(np.float32) for s in ((c1, c, 3, 3), (c2, c1, 3, 3), (out, c2, 1, 1)))
+    b1, b2, b3 = (rng.normal(size=n).astype(np.float32) for n in (c1, c2, out))
+    branch = BoxBranch(np.ascontiguousarray(w1.reshape(c1, -1).T), b1,
+                       np.ascontiguousarray(w2.transpose(2, 3, 1, 0).reshape(-1, c2)), b2,
+                       np.ascontiguousarray(w3.reshape(out, -1).T), b3)
+    feature = rng.normal(size=(c, h, w)).astype(np.float32)
+    silu = lambda x: x / (1 + np.exp(-x))  # noqa: E731
+    full = _conv_same(silu(_conv_same(silu(_conv_same(feature, w1, b1)), w2, b2)), w3, b3).reshape(out, -1)
+    idx = np.array([0, w - 1, w + 3, 2 * w + 2, h * w - 1, (h - 1) * w])  # corners, an edge, the middle
+    np.testing.assert_allclose(branch.logits_at(feature, idx), full[:, idx], rtol=1e-4, atol=1e-4)
 
 
 def test_letterbox_matches_ultralytics_centering():
