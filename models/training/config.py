@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from typing import Literal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -59,6 +60,10 @@ class TrainSection(BaseModel):
     scale: float = 0.3
     translate: float = 0.1
     patience: int = 100
+    # Which weights become the ONNX: "best" (ultralytics' best epoch by validation mAP50-95) or "last". A line
+    # fine-tune validates on a handful of corrected views, where "best" is noise: its first epoch, before the
+    # re-learned classes came back, can score highest.
+    checkpoint: Literal["best", "last"] = "best"
     workers: int = 2
     cache: str | bool = "ram"
     device: str = "cpu"

@@ -40,13 +40,18 @@ def prepare_offline(workdir: Path) -> bool:
     return False
 
 
-def final_metrics(results_csv: Path) -> dict[str, float]:
+def final_metrics(results_csv: Path, checkpoint: str = "last") -> dict[str, float]:
+    """Validation metrics of the exported epoch: the last row, or for "best" the row ultralytics chose (its
+    fitness is mAP50-95; the first of equals)."""
     with open(results_csv, newline="") as fh:
         rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(fh)]
-    last = rows[-1]
+    key = "metrics/mAP50-95(B)"
+    row = rows[-1]
+    if checkpoint == "best" and all(key in r for r in rows):
+        row = max(rows, key=lambda r: float(r[key]))  # max returns the first of equals, as ultralytics keeps it
     keys = {"metrics/mAP50(B)": "mAP50", "metrics/mAP50-95(B)": "mAP50_95",
             "metrics/precision(B)": "precision", "metrics/recall(B)": "recall"}
-    return {short: round(float(last[k]), 4) for k, short in keys.items() if k in last}
+    return {short: round(float(row[k]), 4) for k, short in keys.items() if k in row}
 
 
 def export_onnx(pt: Path, output: Path, imgsz: int, opset: int = 18, simplify: bool = True) -> Path:
@@ -84,12 +89,12 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
 
     t = config.train
     model = YOLO(t.model)
-    args = t.model_dump(exclude={"model"})
+    args = t.model_dump(exclude={"model", "checkpoint"})
     run_dir = workdir / "runs"
     model.train(data=str(dataset_dir / "data.yaml"), project=str(run_dir), name=config.name, exist_ok=True,
                 deterministic=True, plots=fonts, amp=False, verbose=False, **args)
-    best = run_dir / config.name / "weights" / "best.pt"
-    output = export_onnx(best, output, t.imgsz, config.export.opset, config.export.simplify)
+    weights = run_dir / config.name / "weights" / f"{t.checkpoint}.pt"
+    output = export_onnx(weights, output, t.imgsz, config.export.opset, config.export.simplify)
     results = run_dir / config.name / "results.csv"
     shutil.copy(results, output.with_name(output.stem + ".results.csv"))
     card = {
@@ -102,7 +107,7 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
         "thresholds": {"confidence": config.export.conf_threshold, "iou": config.export.iou_threshold},
         "dataset": {"generator": "models.dataset.write_dataset", "sha256": manifest["sha256"],
                     "spec": manifest["spec"]},
-        "metrics_val": final_metrics(results),
+        "metrics_val": final_metrics(results, t.checkpoint),
         "training": {"command": command, "config": config.model_dump(), "date": dt.date.today().isoformat(),
                      "python": sys.version.split()[0]},
     }
