@@ -63,16 +63,26 @@ def station(data_dir):
     st.close()
 
 
-def _inspect(st, order: str, dark: bool):
+def _inspect(st, order: str, dark: bool, seed: int = 11):
     from vision.camera import StagedItem
 
     req = ReturnRequest(order, "BTL-FEED-240", ReturnReason.NO_REASON_7DAY, f"U-{order}", None, "live-lily",
                         "mamacare", "zto")
-    st.camera.stage(StagedItem("BTL-FEED-240", {}, 11))
+    st.camera.stage(StagedItem("BTL-FEED-240", {}, seed))
     frames = [st.camera.capture(v) for v in ("front", "side", "top")]
     if dark:  # an under-exposed view: the pipeline flags the item for review (Q-POOR-CAPTURE)
         frames[0] = Frame(np.zeros_like(frames[0].image), "front")
     return st.pipeline.inspect(req, frames, operator="ina").record
+
+
+def _inspect_unflagged(st, order: str):
+    """A clean item the station decides without review. The shipped detector, like any, sees a false defect on
+    a few clean captures (about 4 in 90 at its threshold), so take the first capture it passes."""
+    for seed in range(11, 31):
+        rec = _inspect(st, f"{order}-{seed}", dark=False, seed=seed)
+        if not rec.decision.review:
+            return rec
+    raise AssertionError("no clean capture of BTL-FEED-240 in 20 went through without review")
 
 
 def test_inspector_may_not_approve_or_change_flagged_items(station):
@@ -105,8 +115,7 @@ def test_supervisor_approves_flagged_item_and_it_leaves_the_queue(station):
 
 
 def test_inspector_overrides_unflagged_item_with_reason_and_name(station):
-    rec = _inspect(station, "ORD-U1", dark=False)
-    assert not rec.decision.review
+    rec = _inspect_unflagged(station, "ORD-U1")
     with pytest.raises(ValueError, match="needs a comment"):
         record_override(station.store, INSPECTOR, rec.record_id, "other", "  ")
     new_id = record_override(station.store, INSPECTOR, rec.record_id, "missed_defect", "scuff on base", Grade.B,
@@ -119,7 +128,7 @@ def test_inspector_overrides_unflagged_item_with_reason_and_name(station):
 
 def test_bulk_approve_reports_what_it_skipped(station):
     flagged = _inspect(station, "ORD-B1", dark=True)
-    clean = _inspect(station, "ORD-B2", dark=False)
+    clean = _inspect_unflagged(station, "ORD-B2")
     done, skipped = bulk_approve(station.store, SUPERVISOR, [flagged.record_id, clean.record_id],
                                  station.config.lanes)
     assert len(done) == 1 and [rid for rid, _ in skipped] == [clean.record_id]
