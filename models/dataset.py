@@ -31,10 +31,13 @@ class DatasetSpec:
     primary_repeats: tuple[tuple[str, int], ...] = ()
 
     def primary_cycle(self) -> tuple[str, ...]:
+        """The primary classes in the order samples cycle through; ValueError names what is wrong."""
         repeats = dict(self.primary_repeats)
         unknown = sorted(set(repeats) - set(DEFECT_CLASSES))
         if unknown:
             raise ValueError(f"primary_repeats names unknown classes {unknown}; known: {list(DEFECT_CLASSES)}")
+        if any(n < 1 for n in repeats.values()):
+            raise ValueError("each primary_repeats count must be at least 1")
         return tuple(c for c in DEFECT_CLASSES for _ in range(repeats.get(c, 1)))
 
 

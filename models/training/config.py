@@ -23,13 +23,9 @@ class DataSection(BaseModel):
     @field_validator("primary_repeats")
     @classmethod
     def _known_classes(cls, value: dict[str, int]) -> dict[str, int]:
-        from vision.synth import DEFECT_CLASSES
+        from models.dataset import DatasetSpec
 
-        unknown = sorted(set(value) - set(DEFECT_CLASSES))
-        if unknown:
-            raise ValueError(f"unknown classes {unknown}; known: {list(DEFECT_CLASSES)}")
-        if any(n < 1 for n in value.values()):
-            raise ValueError("each repeat count must be at least 1")
+        DatasetSpec(primary_repeats=tuple(value.items())).primary_cycle()  # the dataset writer's own check
         return value
 
 
