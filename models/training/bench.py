@@ -89,16 +89,16 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
         yolo_onnx = YOLO(str(onnx_path), task="detect")
     kw = dict(imgsz=imgsz, conf=conf, iou=iou, verbose=False, device="cpu")
 
-    def run_ours(views):
-        return [(d.xyxy, d.class_id) for d in ours.detect(views)]
+    def run_ours(detector, views):
+        return [(d.xyxy, d.class_id) for d in detector.detect(views)]
 
     def run_ultra(model, views):
         with contextlib.redirect_stdout(sys.stderr):
             res = model.predict(views, **kw)
         return [(r.boxes.xyxy.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int32)) for r in res]
 
-    engines = {"ours_onnx": run_ours,
-               "ours_whole_graph": lambda v: [(d.xyxy, d.class_id) for d in whole.detect(v)],
+    engines = {"ours_onnx": lambda v: run_ours(ours, v),
+               "ours_whole_graph": lambda v: run_ours(whole, v),
                "ultralytics_pt": lambda v: run_ultra(yolo_pt, v),
                "ultralytics_onnx": lambda v: run_ultra(yolo_onnx, v)}
     for fn in engines.values():  # warm-up: first calls allocate and JIT
