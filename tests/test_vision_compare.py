@@ -87,13 +87,19 @@ def test_roc_helpers_match_definitions():
     assert tpr == pytest.approx(2 / 3) and thr == pytest.approx(0.8)
 
 
-def test_cli_compare_json_and_heatmap(data_dir, tmp_path):
+def _captured_front_view(tmp_path, sku: str = "GAD-SPEAKER-M", seed: int = 9):
+    """A synthetic camera's front view of ``sku`` written to a PNG, as `station compare` reads it."""
     from vision.camera import StagedItem, SyntheticCamera
 
     cam = SyntheticCamera()
-    cam.stage(StagedItem("GAD-SPEAKER-M", {}, 9))
+    cam.stage(StagedItem(sku, {}, seed))
     img_path = tmp_path / "view.png"
     cv2.imwrite(str(img_path), cam.capture("front").image)
+    return img_path
+
+
+def test_cli_compare_json_and_heatmap(data_dir, tmp_path):
+    img_path = _captured_front_view(tmp_path)
     heat = tmp_path / "heat.png"
     r = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--heatmap", str(heat),
                                  "--data-dir", str(data_dir), str(img_path)])
@@ -215,12 +221,7 @@ def test_colour_complaint_with_filtered_presentation_goes_to_the_streamer(data_d
 
 
 def test_cli_compare_presentation(data_dir, tmp_path):
-    from vision.camera import StagedItem, SyntheticCamera
-
-    cam = SyntheticCamera()
-    cam.stage(StagedItem("GAD-SPEAKER-M", {}, 9))
-    img_path = tmp_path / "view.png"
-    cv2.imwrite(str(img_path), cam.capture("front").image)
+    img_path = _captured_front_view(tmp_path)
     pres = tmp_path / "stream.png"
     cv2.imwrite(str(pres), _hue_shifted(_stream_shot("GAD-SPEAKER-M"), 60))
     r = CliRunner().invoke(app, ["compare", "--json", "--sku", "GAD-SPEAKER-M", "--presentation", str(pres),
