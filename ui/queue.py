@@ -437,12 +437,18 @@ class QueuePage(QWidget):
         dlg.finished.connect(lambda code, it=item: self._change_closed(code, it))
         dlg.open()
 
-    def _change_closed(self, code: int, item: QueueItem) -> None:
-        dlg, self.override_dialog = self.override_dialog, None
+    def _release_dialog(self, attr: str, code: int):
+        """Let go of the dialog held in ``attr`` (deleted later); return it if it was accepted, else None."""
+        dlg = getattr(self, attr)
+        setattr(self, attr, None)
         if dlg is None:
-            return
+            return None
         dlg.deleteLater()
-        if code != dlg.DialogCode.Accepted:
+        return dlg if code == dlg.DialogCode.Accepted else None
+
+    def _change_closed(self, code: int, item: QueueItem) -> None:
+        dlg = self._release_dialog("override_dialog", code)
+        if dlg is None:
             return
         reason, comment, grade, disposition = dlg.values()
         ctx, user = self.ctx, self.ctx.user
@@ -478,11 +484,8 @@ class QueuePage(QWidget):
         self.ctx.jobs.submit(work, done, lambda exc: self.message.emit(str(exc)))
 
     def _box_editor_closed(self, code: int, item: QueueItem, classes: tuple[str, ...]) -> None:
-        dlg, self.box_editor = self.box_editor, None
+        dlg = self._release_dialog("box_editor", code)
         if dlg is None:
-            return
-        dlg.deleteLater()
-        if code != dlg.DialogCode.Accepted:
             return
         reason, comment, boxes = dlg.values()
         ctx, user = self.ctx, self.ctx.user
