@@ -29,14 +29,6 @@ class Detector(Protocol):
     class_names: tuple[str, ...]
     version: str
 
-    def _run_box_graph(self, features: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if self._box_session is None:
-            import onnxruntime as ort
-
-            self._box_session = ort.InferenceSession(self._head.box_graph, self._opts,
-                                                     providers=["CPUExecutionProvider"])
-        return self._box_session.run(None, features)
-
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
 
 
