@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: demo demo-gui test bench install train-deps train screenshots clean
+.PHONY: demo demo-gui test bench install train-deps train eval-shipped screenshots clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH, or run: make PY=/path/to/python3.11"; exit 1; }
@@ -48,6 +48,17 @@ train: train-deps
 	$(BIN)/station train models/configs/detector-finetune.toml --out build/stage2/defects.onnx --workdir build/train2
 	$(BIN)/station train models/configs/detector-stage3.toml --out build/stage3/defects.onnx --workdir build/train3
 	$(BIN)/station train models/configs/detector-stage4.toml --out models/weights/defects.onnx --workdir build/train4
+	$(MAKE) eval-shipped SPLIT_SET=build/train4/dataset
+
+# The held-out and shifted test sets (seeds never used in training) and the shipped model's scores on them,
+# written into its model card (metrics_test) beside its own test split's.
+SHIPPED = models/weights/defects.onnx
+eval-shipped:
+	$(BIN)/station dataset generate build/testsets/heldout --train 0 --val 0 --test 200 --seed 1000
+	$(BIN)/station dataset generate build/testsets/shifted --train 0 --val 0 --test 200 --seed 2000 --shifted
+	$(BIN)/station eval build/testsets/heldout --model $(SHIPPED) --record heldout
+	$(BIN)/station eval build/testsets/shifted --model $(SHIPPED) --record shifted
+	$(BIN)/station eval $(SPLIT_SET) --model $(SHIPPED) --record split
 
 # Screenshots of the desktop app in a real window (apt: xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-image0
 # libxcb-render-util0 libxkbcommon-x11-0 libxcb-cursor0 fonts-wqy-zenhei).

@@ -524,6 +524,9 @@ def eval_cmd(
     model: Annotated[Optional[Path], typer.Option(help="ONNX model (default: the configured one)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="folder for eval.json and the PNG plots")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    record: Annotated[Optional[str], typer.Option(
+        help="also write mAP and per-class AP50 into the model card's metrics_test under this name "
+             "(e.g. heldout, shifted)")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """mAP50, mAP50-95, per-class precision/recall, confusion matrix, worst images; plots as PNG."""
@@ -534,6 +537,13 @@ def eval_cmd(
 
     cfg = _config(config, None)
     model_path = model or getattr(cfg.detector, "model")
+    if record is not None:
+        from models.card import CardError, check_record_name
+
+        try:
+            check_record_name(record)
+        except CardError as exc:
+            fail(str(exc))
     try:
         detector = OnnxYoloDetector(model_path, threads=getattr(cfg.detector, "threads", 2)).load()
         with Progress(console=err, transient=True) as progress:
@@ -543,6 +553,16 @@ def eval_cmd(
     except (ModelError, DatasetError) as exc:
         fail(str(exc))
     files = write_report(report, out_dir or dataset / f"eval_{split}")
+    if record is not None:
+        from models.card import update_card, with_test_metrics
+
+        command = " ".join(["station", "eval", *sys.argv[2:]])
+        try:
+            update_card(Path(model_path).with_suffix(".yaml"),
+                        lambda card: with_test_metrics(card, record, report.to_json(), command))
+        except (CardError, OSError) as exc:
+            fail(f"could not record the result in the model card: {exc}")
+        err.print(f"recorded as metrics_test.{record} in {Path(model_path).with_suffix('.yaml')}")
     if json_out:
         _print_json({**report.to_json(), "model": str(model_path), "dataset": str(dataset), "split": split,
                      "files": files})

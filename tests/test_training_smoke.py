@@ -24,14 +24,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_smoke_training_exports_onnx_and_model_card(tmp_path):
-    out = tmp_path / "smoke.onnx"
+def _train(config: Path, out: Path, workdir: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "station.cli", "train", str(REPO / "models/configs/smoke.toml"), "--out", str(out),
-         "--workdir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [sys.executable, "-m", "station.cli", "train", str(config), "--out", str(out), "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=600, cwd=workdir.parent,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_smoke_training_exports_onnx_and_model_card(tmp_path):
+    out = tmp_path / "smoke.onnx"
+    _train(REPO / "models/configs/smoke.toml", out, tmp_path / "work")
     card = yaml.safe_load(out.with_suffix(".yaml").read_text())
     assert card["classes"] == list(DETECTOR_CLASSES)
     assert card["input_size"] == [64, 64]
@@ -42,3 +45,14 @@ def test_smoke_training_exports_onnx_and_model_card(tmp_path):
     assert out.with_name("smoke.results.csv").exists() and out.with_suffix(".pt").exists()
     det = OnnxYoloDetector(out).load()  # the exported model fits our engine
     assert det.class_names == DETECTOR_CLASSES and det.input_size == (64, 64)
+
+    # A second stage fine-tuned from the first's checkpoint carries the first stage in its card.
+    stage2 = tmp_path / "stage2.toml"
+    stage2.write_text((REPO / "models/configs/smoke.toml").read_text().replace(
+        "[train]\n", f"[train]\nmodel = \"{out.with_suffix('.pt')}\"\n").replace("size = 128", "size = 96"))
+    out2 = tmp_path / "stage2" / "smoke.onnx"
+    _train(stage2, out2, tmp_path / "work2")
+    card2 = yaml.safe_load(out2.with_suffix(".yaml").read_text())
+    assert [s["dataset_sha256"] for s in card2["training"]["stages"]] == [card["dataset"]["sha256"]]
+    assert card2["dataset"]["sha256"] != card["dataset"]["sha256"]
+    assert card2["architecture"] == card["architecture"]

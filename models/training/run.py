@@ -9,8 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
 
+from models.card import parent_card_path, read_card, with_lineage, write_card
 from models.dataset import DatasetSpec, write_dataset
 from models.training.config import TrainingConfig
 from vision.synth import DEFECT_CLASSES
@@ -111,5 +111,6 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
         "training": {"command": command, "config": config.model_dump(), "date": dt.date.today().isoformat(),
                      "python": sys.version.split()[0]},
     }
-    output.with_suffix(".yaml").write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+    parent = parent_card_path(t.model)
+    write_card(output.with_suffix(".yaml"), with_lineage(card, read_card(parent) if parent else None))
     return output
