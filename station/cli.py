@@ -56,6 +56,11 @@ def read_image(path: Path, what: str = "image"):
     return image
 
 
+def _invoked_command(name: str) -> str:
+    """The command line as typed (``station NAME ...``), for the records a command writes into a model card."""
+    return " ".join(["station", name, *sys.argv[2:]])
+
+
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -490,7 +495,7 @@ def train(
 
     if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("torch") is None:
         fail("training needs the [train] extra: make train-deps (or pip install -e '.[train]')")
-    command = " ".join(["station", "train", *sys.argv[2:]]) if len(sys.argv) > 2 else "station train"
+    command = _invoked_command("train")
     path = run_training(cfg, workdir, out_path, command, progress=lambda m: err.print(m))
     out.print(f"wrote {path} and {path.with_suffix('.yaml')}")
 
@@ -556,7 +561,7 @@ def eval_cmd(
     if record is not None:
         from models.card import update_card, with_test_metrics
 
-        command = " ".join(["station", "eval", *sys.argv[2:]])
+        command = _invoked_command("eval")
         try:
             update_card(Path(model_path).with_suffix(".yaml"),
                         lambda card: with_test_metrics(card, record, report.to_json(), command))

@@ -9,7 +9,6 @@ import shutil
 import sys
 from pathlib import Path
 
-
 from models.card import parent_card_path, read_card, with_lineage, write_card
 from models.dataset import DatasetSpec, write_dataset
 from models.training.config import TrainingConfig

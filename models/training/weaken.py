@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from models.card import write_card
 from vision.synth import DEFECT_CLASSES
 
 DEFAULT_DROP = 8.0  # logit units: sigmoid(x - 8) < 0.25 for any x below ~6.9, i.e. every realistic score
@@ -59,5 +60,5 @@ def weaken(pt: Path, classes: tuple[str, ...] | list[str], out: Path, drop: floa
                               "note": "test aid (models.training.weaken): blind to these classes on purpose"}})
     for key in ("metrics_val", "metrics_test", "inference_size", "inference_size_note"):
         card.pop(key, None)  # the source's measurements and size choice are not this model's: it runs at imgsz
-    out.with_suffix(".yaml").write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+    write_card(out.with_suffix(".yaml"), card)
     return out
