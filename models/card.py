@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import yaml
 
@@ -87,6 +87,37 @@ def with_lineage(card: dict, parent: dict | None) -> dict:
     out = dict(card)
     out["architecture"] = parent.get("architecture", card.get("architecture"))
     out["training"] = {**card.get("training", {}), "stages": [*earlier, stage_summary(parent)]}
+    return out
+
+
+def averaged_card(cards: Sequence[dict], sources: Sequence[str], out_name: str, command: str,
+                  today: dt.date | None = None) -> dict:
+    """The card of a uniform weight average of checkpoints fine-tuned along one lineage (a "model soup"): the
+    last source's classes, input size and thresholds; ``training.stages`` lists every stage of every source once,
+    oldest first. The sources' own measurements are dropped: the average earns its own (station eval --record).
+    Raises CardError when the sources do not detect the same classes at the same input size."""
+    if len(cards) < 2:
+        raise CardError("averaging needs at least two models")
+    first = cards[0]
+    for src, card in zip(sources[1:], cards[1:]):
+        for key in ("classes", "input_size"):
+            if card.get(key) != first.get(key):
+                raise CardError(f"{src} has {key} {card.get(key)} but {sources[0]} has {first.get(key)}: only "
+                                "models fine-tuned from one another can be averaged")
+    stages: list[dict] = []
+    seen: set[tuple] = set()
+    for card in cards:
+        for stage in [*((card.get("training", {}) or {}).get("stages", []) or []), stage_summary(card)]:
+            key = (stage.get("command"), stage.get("dataset_sha256"))
+            if key not in seen:
+                seen.add(key)
+                stages.append(stage)
+    last = cards[-1]
+    out = {k: v for k, v in last.items() if k not in ("metrics_val", "metrics_test", "dataset", "training")}
+    out.update({"name": Path(out_name).stem, "file": Path(out_name).name,
+                "architecture": first.get("architecture", last.get("architecture"))})
+    out["training"] = {"command": command, "method": "uniform average of the sources' weights",
+                       "sources": list(sources), "date": (today or dt.date.today()).isoformat(), "stages": stages}
     return out
 
 

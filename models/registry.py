@@ -79,7 +79,8 @@ class ModelEntry:
         return {"version": self.version, "sha256": self.sha256, "registered_at": self.registered_at,
                 "source": self.source, "path": str(self.path), "name": self.card.get("name"),
                 "architecture": self.card.get("architecture"), "input_size": self.card.get("input_size"),
-                "metrics_val": self.card.get("metrics_val", {}), "active": active}
+                "metrics_val": self.card.get("metrics_val", {}), "metrics_test": self.card.get("metrics_test", {}),
+                "active": active}
 
 
 class ModelRegistry:

@@ -475,6 +475,13 @@ def config_check(file: Annotated[Path, typer.Argument(help="station TOML file")]
 # ------------------------------------------------------------------------------------------- training
 
 
+def _need_training_extra(what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("torch") is None:
+        fail(f"{what} needs the [train] extra: make train-deps (or pip install -e '.[train]')")
+
+
 @app.command()
 def train(
     config_file: Annotated[Path, typer.Argument(help="training TOML (models/configs/detector.toml)")],
@@ -491,12 +498,27 @@ def train(
         fail(f"training config {config_file} not found")
     except ValidationError as exc:
         fail("invalid training config:\n" + "\n".join(f"  {p}" for p in validation_problems(exc)))
-    import importlib.util
-
-    if importlib.util.find_spec("ultralytics") is None or importlib.util.find_spec("torch") is None:
-        fail("training needs the [train] extra: make train-deps (or pip install -e '.[train]')")
+    _need_training_extra("training")
     command = _invoked_command("train")
     path = run_training(cfg, workdir, out_path, command, progress=lambda m: err.print(m))
+    out.print(f"wrote {path} and {path.with_suffix('.yaml')}")
+
+
+@app.command()
+def average(
+    sources: Annotated[list[Path], typer.Argument(help="two or more .pt checkpoints of one lineage (card beside each)")],
+    out_path: Annotated[Path, typer.Option("--out", help="ONNX file to write (model card beside it)")],
+    workdir: Annotated[Path, typer.Option(help="folder for ultralytics' offline settings")] = Path("build/average"),
+) -> None:
+    """Average the weights of fine-tuning stages into one model (a model soup); exports ONNX + model card
+    (needs the training extra: make train-deps)."""
+    from models.training.average import AverageError, average_weights
+
+    _need_training_extra("averaging")
+    try:
+        path = average_weights(sources, out_path, _invoked_command("average"), workdir=workdir)
+    except AverageError as exc:
+        fail(str(exc))
     out.print(f"wrote {path} and {path.with_suffix('.yaml')}")
 
 

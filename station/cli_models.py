@@ -172,11 +172,13 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
 
         t = Table(title=f"models on {cfg.station.id} (none active: {cfg.detector.model})" if active is None
                   else f"models on {cfg.station.id}")
-        for col in ("", "version", "registered", "sha256", "val mAP50"):
+        for col in ("", "version", "registered", "sha256", "val mAP50", "held-out mAP50"):
             t.add_column(col)
         for r in rows:
+            # An averaged model has no validation score of its own; its card's held-out score is the one to read.
             t.add_row("*" if r["active"] else "", r["version"], r["registered_at"], r["sha256"][:12],
-                      str(r["metrics_val"].get("mAP50", "")))
+                      str(r["metrics_val"].get("mAP50", "")),
+                      str((r["metrics_test"].get("heldout") or {}).get("mAP50", "")))
         cli.out.print(t)
 
     @model_app.command("register")

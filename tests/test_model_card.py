@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.card import CardError, parent_card_path, read_card, with_lineage, with_test_metrics, write_card
+from models.card import (CardError, averaged_card, parent_card_path, read_card, with_lineage, with_test_metrics,
+                         write_card)
 from models.dataset import DatasetSpec, write_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +39,26 @@ def test_lineage_lists_every_earlier_stage_oldest_first():
     assert third["dataset"]["sha256"] == "c" * 64 and third["metrics_val"]["mAP50"] == 0.8  # its own
     assert "stages" not in second["training"]["stages"][0]  # no nesting: the list is flat
     assert with_lineage(first, None) is first
+
+
+def test_averaged_card_lists_each_stage_once_and_drops_the_sources_measurements():
+    first = _card("yolov8n.yaml", "a" * 64, 0.5)
+    second = with_lineage(_card("build/stage1/defects.pt", "b" * 64, 0.7), first)
+    third = with_lineage(_card("build/stage2/defects.pt", "c" * 64, 0.8), second)
+    for card in (second, third):
+        card.update(classes=["scratch", "dent"], input_size=[416, 416], thresholds={"confidence": 0.25})
+    third["metrics_test"] = {"heldout": {"mAP50": 0.9}}
+    soup = averaged_card([second, third], ["s2.pt", "s3.pt"], "out/defects.onnx", "station average s2.pt s3.pt")
+    assert [s["dataset_sha256"] for s in soup["training"]["stages"]] == ["a" * 64, "b" * 64, "c" * 64]
+    assert soup["training"]["sources"] == ["s2.pt", "s3.pt"] and soup["training"]["command"].startswith("station")
+    assert soup["classes"] == ["scratch", "dent"] and soup["thresholds"] == {"confidence": 0.25}
+    assert soup["architecture"] == "yolov8n.yaml" and soup["file"] == "defects.onnx"
+    assert not {"metrics_val", "metrics_test", "dataset"} & set(soup)  # the sources' scores are not the soup's
+    other = dict(third, classes=["scratch", "dent", "crack"])
+    with pytest.raises(CardError, match="classes"):
+        averaged_card([second, other], ["s2.pt", "x.pt"], "o.onnx", "c")
+    with pytest.raises(CardError, match="at least two"):
+        averaged_card([second], ["s2.pt"], "o.onnx", "c")
 
 
 def test_parent_card_only_for_our_checkpoints(tmp_path):

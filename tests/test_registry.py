@@ -126,6 +126,9 @@ def test_cli_list_activate_rollback_and_clean_errors(tmp_path, models_dir):
 
     listing = json.loads(station("model", "list", "--json").stdout)
     assert listing["active"] == "v1" and [m["version"] for m in listing["models"] if m["active"]] == ["v1"]
+    card = yaml.safe_load(a.with_suffix(".yaml").read_text())
+    assert listing["models"][0]["metrics_test"]["heldout"]["mAP50"] == card["metrics_test"]["heldout"]["mAP50"]
+    assert str(card["metrics_test"]["heldout"]["mAP50"]) in station("model", "list").stdout  # the table shows it
     assert station("model", "rollback").returncode == 0
     assert json.loads(station("model", "list", "--json").stdout)["active"] is None
 

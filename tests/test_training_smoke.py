@@ -24,11 +24,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def _station(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "station.cli", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
 def _train(config: Path, out: Path, workdir: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "station.cli", "train", str(config), "--out", str(out), "--workdir", str(workdir)],
-        capture_output=True, text=True, timeout=600, cwd=workdir.parent,
-    )
+    proc = _station("train", str(config), "--out", str(out), "--workdir", str(workdir), cwd=workdir.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -56,3 +58,27 @@ def test_smoke_training_exports_onnx_and_model_card(tmp_path):
     assert [s["dataset_sha256"] for s in card2["training"]["stages"]] == [card["dataset"]["sha256"]]
     assert card2["dataset"]["sha256"] != card["dataset"]["sha256"]
     assert card2["architecture"] == card["architecture"]
+
+    # The two stages averaged (station average): each weight is the mean of the stages', the card lists both
+    # stages, and the result runs in our engine.
+    import torch
+
+    soup = tmp_path / "soup" / "smoke.onnx"
+    proc = _station("average", str(out.with_suffix(".pt")), str(out2.with_suffix(".pt")), "--out", str(soup),
+                    "--workdir", str(tmp_path / "work3"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    weights = [torch.load(p.with_suffix(".pt"), weights_only=False)["model"].float().state_dict()
+               for p in (out, out2, soup)]
+    key = next(k for k, v in weights[0].items() if v.is_floating_point() and not torch.equal(v, weights[1][k]))
+    assert torch.allclose(weights[2][key], (weights[0][key] + weights[1][key]) / 2, atol=2e-3)  # stored as fp16
+    card3 = yaml.safe_load(soup.with_suffix(".yaml").read_text())
+    assert [s["dataset_sha256"] for s in card3["training"]["stages"]] == \
+        [card["dataset"]["sha256"], card2["dataset"]["sha256"]]
+    assert card3["training"]["sources"] == [str(out.with_suffix(".pt")), str(out2.with_suffix(".pt"))]
+    assert (soup.parent / "smoke.source2.results.csv").exists() and "metrics_val" not in card3
+    assert OnnxYoloDetector(soup).load().class_names == DETECTOR_CLASSES
+
+    # Checkpoints that are not ours (no card) or not checkpoints are refused with a clear message.
+    proc = _station("average", str(out.with_suffix(".pt")), str(tmp_path / "missing.pt"), "--out", str(soup),
+                    cwd=tmp_path)
+    assert proc.returncode == 2 and "missing.pt not found" in proc.stderr and "Traceback" not in proc.stderr
