@@ -78,12 +78,16 @@ def stage_summary(card: dict) -> dict:
     return summary
 
 
+def _earlier_stages(card: dict) -> list[dict]:
+    return list((card.get("training", {}) or {}).get("stages", []) or [])
+
+
 def with_lineage(card: dict, parent: dict | None) -> dict:
     """``card`` with ``training.stages`` listing every earlier stage (oldest first) and the architecture of
     the first one; unchanged when the run did not start from one of our checkpoints."""
     if parent is None:
         return card
-    earlier = list((parent.get("training", {}) or {}).get("stages", []) or [])
+    earlier = _earlier_stages(parent)
     out = dict(card)
     out["architecture"] = parent.get("architecture", card.get("architecture"))
     out["training"] = {**card.get("training", {}), "stages": [*earlier, stage_summary(parent)]}
@@ -107,7 +111,7 @@ def averaged_card(cards: Sequence[dict], sources: Sequence[str], out_name: str, 
     stages: list[dict] = []
     seen: set[tuple] = set()
     for card in cards:
-        for stage in [*((card.get("training", {}) or {}).get("stages", []) or []), stage_summary(card)]:
+        for stage in [*_earlier_stages(card), stage_summary(card)]:
             key = (stage.get("command"), stage.get("dataset_sha256"))
             if key not in seen:
                 seen.add(key)

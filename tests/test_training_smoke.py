@@ -78,7 +78,7 @@ def test_smoke_training_exports_onnx_and_model_card(tmp_path):
     assert (soup.parent / "smoke.source2.results.csv").exists() and "metrics_val" not in card3
     assert OnnxYoloDetector(soup).load().class_names == DETECTOR_CLASSES
 
-    # Checkpoints that are not ours (no card) or not checkpoints are refused with a clear message.
+    # A source checkpoint that is not there is refused with a clear message, not a traceback.
     proc = _station("average", str(out.with_suffix(".pt")), str(tmp_path / "missing.pt"), "--out", str(soup),
                     cwd=tmp_path)
     assert proc.returncode == 2 and "missing.pt not found" in proc.stderr and "Traceback" not in proc.stderr
