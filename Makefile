@@ -37,8 +37,11 @@ bench: install
 		$(BIN)/station bench detector --images 200; \
 	else echo "bench detector skipped: needs the training extra (make train-deps)"; fi
 
+# ultralytics pulls in opencv-python-headless, whose cv2 would shadow the contrib build (mcc, TEBLID): put
+# the contrib files back on top.
 train-deps: install
 	$(BIN)/python -m pip install -e '.[train]'
+	$(BIN)/python -m pip install --force-reinstall --no-deps "$$($(BIN)/python -m pip list --format=freeze | grep -i '^opencv-contrib-python-headless==')"
 
 # Reproduces the shipped model (models/weights/defects.onnx and its model card) in seven stages and an
 # average: from scratch at 320 px, fine-tuned on a fresh, larger generated set, fine-tuned at 416 px on another,
