@@ -230,7 +230,7 @@ def test_every_shipped_rule_is_exercised():
     ids = {r.id for r in (*rules.grading, *rules.category, *rules.liability, *rules.disposition_rules)}
     covered = {c[-1] for c in GRADING_CASES + CATEGORY_CASES + LIABILITY_CASES}
     covered |= {"G-WRONG-ITEM", "G-NOT-AS-CATALOGUE", "D-RTV-BRAND-FAULT", "D-NO-DONATE-HYGIENE",
-                "L-COMPLAINT-NOT-SHOWN"}  # asserted in the dedicated tests below
+                "L-COMPLAINT-NOT-SHOWN", "CAT-SAFETY-CLAIMED-DEFECT"}  # asserted in the dedicated tests
     assert ids - covered == set()
 
 
@@ -276,3 +276,26 @@ def test_presentation_mismatch_does_not_make_the_item_damaged(engine):
     d = decide(engine, "tee", "colour_difference", [f("presentation_mismatch", value=9.0, box=None)])
     assert d.grade == Grade.A and "G-CLEAN" in d.rules_fired
     assert {s.party for s in d.liability} == {Party.STREAMER, Party.PLATFORM}
+
+
+@pytest.mark.parametrize("reason", ["quality_issue", "not_as_described", "damaged_in_transit", "missing_parts"])
+def test_safety_item_with_claimed_defect_never_restocked_without_a_supervisor(engine, reason):
+    # domain.md: a crack the camera missed is still a crack; nothing found is not proof of nothing there.
+    d = decide(engine, "seat", reason, [])
+    assert d.review and d.disposition == Disposition.MANUAL_REVIEW, d.reasons
+    assert "CAT-SAFETY-CLAIMED-DEFECT" in d.rules_fired
+    assert d.proposed_disposition == Disposition.RESTOCK  # the proposal is kept for the supervisor
+
+
+@pytest.mark.parametrize("item,reason", [("seat", "no_reason_7day"), ("seat", "wrong_size"), ("gadget", "quality_issue")])
+def test_claimed_defect_review_only_for_safety_items_with_a_defect_claim(engine, item, reason):
+    d = decide(engine, item, reason, [])
+    assert "CAT-SAFETY-CLAIMED-DEFECT" not in d.rules_fired
+    assert d.disposition == Disposition.RESTOCK, d.reasons
+
+
+def test_safety_item_with_a_seen_crack_is_scrapped_without_waiting_for_a_supervisor(engine):
+    d = decide(engine, "seat", "quality_issue", [f("crack")])
+    assert "CAT-SAFETY-CLAIMED-DEFECT" not in d.rules_fired and d.disposition == Disposition.SCRAP
+    d = decide(engine, "seat", "quality_issue", [f("scratch")])  # only a cosmetic mark: still a supervisor's call
+    assert d.disposition == Disposition.MANUAL_REVIEW and "CAT-SAFETY-CLAIMED-DEFECT" in d.rules_fired
