@@ -31,7 +31,15 @@ from vision.quality import QualityGate
 def load_catalogue(cfg: StationConfig) -> Catalogue:
     if cfg.catalogue.path is not None:
         return Catalogue.load(cfg.catalogue.path)
+    imported = imported_catalogue_dir(cfg)
+    if (imported / "catalogue.csv").is_file():
+        return Catalogue.load(imported)  # `station catalogue import` put it there
     return build_sample_catalogue(cfg.station.data_dir / "sample_catalogue")
+
+
+def imported_catalogue_dir(cfg: StationConfig) -> Path:
+    """Where `station catalogue import` keeps the active catalogue (used when catalogue.path is not set)."""
+    return cfg.station.data_dir / "catalogue"
 
 
 def make_camera(cfg: StationConfig):
@@ -81,7 +89,7 @@ def make_comparer(cfg: StationConfig, catalogue: Catalogue):
         return BasicComparer(catalogue, c.identity_threshold, c.bench_grey)
     mm_per_px, intrinsics = calibrated_scale(cfg)
     return CatalogueComparer(catalogue, c.identity_threshold, c.bench_grey, difference=c.reference_difference,
-                             mm_per_px=mm_per_px, intrinsics=intrinsics)
+                             mm_per_px=mm_per_px, intrinsics=intrinsics, retrieval=c.identity_retrieval)
 
 
 def calibrated_scale(cfg: StationConfig):

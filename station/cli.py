@@ -6,6 +6,7 @@ Exit codes: 0 done / decided, 1 internal failure, 2 bad input (the message says 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,7 +32,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 
 # Wide tables when piped (CI logs, files): rich would otherwise wrap at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200)
+# piped output is 200 wide unless COLUMNS says otherwise (rich reads COLUMNS itself when width is None)
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
 err = Console(stderr=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", envvar="STATION_CONFIG",
@@ -48,6 +50,8 @@ def read_image(path: Path, what: str = "image"):
     """A colour image file as BGR, or BadInput saying what is wrong with it (every command that reads images)."""
     import cv2
 
+    if path.is_dir():
+        raise BadInput(f"{what} {path} is a directory: pass an image file (PNG or JPEG)")
     if not path.is_file():
         raise BadInput(f"{what} {path} not found")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -118,8 +122,21 @@ def _capture_views(station, views: list[str], retakes: int = 2) -> list[Frame]:
     return frames
 
 
+_DEMO_TABLE_WIDTH = 160  # narrower terminals get one block per return (the table would cut words)
+
+
+def _finding_label(f: Finding) -> str:
+    """A finding for a reader: measurements show their value (identity, ΔE00), not the detector score."""
+    if f.value is not None and f.kind == "wrong_item":
+        return f"wrong_item (identity {f.value:.2f})"
+    if f.value is not None and f.kind in ("colour_mismatch", "presentation_mismatch"):
+        return f"{f.kind} (ΔE00 {f.value:.1f})"
+    return f"{f.kind} {f.score:.2f}"
+
+
 @app.command()
 def demo(
+    ctx: typer.Context,
     items: Annotated[int, typer.Option(help="number of simulated returns", min=1)] = 24,
     seed: Annotated[int, typer.Option(help="seed for the simulated returns")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object per item instead of a table")] = False,
@@ -133,6 +150,15 @@ def demo(
     from vision.camera import SyntheticCamera
 
     cfg = _config(config, data_dir)
+    # Only a --data-dir typed on this command line is a deliberate choice; STATION_DATA_DIR and the default
+    # are the station's real data folder.
+    chosen = getattr(ctx.get_parameter_source("data_dir"), "name", None) == "COMMANDLINE"
+    if not chosen:
+        # Demo records are not returns: they go to a data dir of their own (<data_dir>/demo, its own
+        # database), never into the station's records, so `station sync` cannot send them as real.
+        demo_dir = cfg.station.data_dir / "demo"
+        cfg = cfg.model_copy(update={"station": cfg.station.model_copy(update={"data_dir": demo_dir}),
+                                     "records": cfg.records.model_copy(update={"database": None})})
     station = _boot(cfg)
     if not isinstance(station.camera, SyntheticCamera):
         fail("`station demo` needs camera.type = \"synthetic\" (it stages simulated returns on the bench)")
@@ -155,17 +181,30 @@ def demo(
         station.close()
     if json_out:
         return
-    table = Table(title=f"{len(results)} simulated returns", show_lines=False)
-    for col in ("order", "SKU", "what happened", "findings", "grade", "disposition", "liability", "lane", "rules"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for sim, res in results:
         d = res.record.decision
-        findings = ", ".join(f"{f.kind} {f.score:.2f}" for f in res.findings) or "-"
+        findings = ", ".join(_finding_label(f) for f in res.findings) or "-"
         liability = " ".join(f"{s.party.value} {s.share:.0%}" for s in d.liability)
         disp = d.disposition.value + (f" ({d.proposed_disposition.value})" if d.review else "")
-        table.add_row(sim.request.order_id, sim.request.sku, sim.story, findings, d.grade.value, disp, liability,
-                      str(res.record.lane), " ".join(d.rules_fired))
-    out.print(table)
+        rows.append((sim.request.order_id, sim.request.sku, sim.story, findings, d.grade.value, disp, liability,
+                     str(res.record.lane), " ".join(d.rules_fired)))
+    if out.width >= _DEMO_TABLE_WIDTH:
+        table = Table(title=f"{len(results)} simulated returns", show_lines=False)
+        for col in ("order", "SKU", "what happened", "findings", "grade", "disposition", "liability", "lane", "rules"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    else:
+        # Nine columns do not fit a narrow terminal without cutting rule ids and SKUs mid-word: one block
+        # per return instead, wrapped at spaces only.
+        out.print(f"[bold]{len(results)} simulated returns[/]")
+        for order, sku, story, findings, grade, disp, liability, lane, rules in rows:
+            out.print(f"\n[bold]{order}[/] {sku}: {story}")
+            out.print(f"  findings: {findings}")
+            out.print(f"  grade {grade}, {disp}, lane {lane}; liable: {liability}")
+            out.print(f"  rules: {rules}")
     grades: dict[str, int] = {}
     for _, res in results:
         grades[res.record.decision.grade.value] = grades.get(res.record.decision.grade.value, 0) + 1
@@ -174,7 +213,8 @@ def demo(
     per_item = [sum(t.values()) for t in totals]
     out.print(f"grades: {dict(sorted(grades.items()))}  manual review: {reviews}  "
               f"median decision time: {statistics.median(per_item):.0f} ms per item ({len(cfg.station.views)} views)")
-    out.print(f"database: {cfg.database_path()}")
+    out.print(f"database: {cfg.database_path()}" + ("" if chosen else
+              " (demo records only: not the station's records, never synced)"))
 
 
 # ------------------------------------------------------------------------------------------- inspect
@@ -199,6 +239,12 @@ def inspect(
     """Inspect image files of one returned item and print the decision."""
     try:
         why = _reason(reason)
+        # one view per file, named by its stem: the same file (or two files with one stem) twice would
+        # silently keep one view
+        stems = [p.stem for p in images]
+        twice = sorted({st for st in stems if stems.count(st) > 1})
+        if twice:
+            raise BadInput(f"view(s) {', '.join(twice)} given twice: pass each view's image once")
         frames = [Frame(read_image(path), path.stem, str(path), path.stat().st_mtime) for path in images]
         shown = read_image(presentation, "presentation image") if presentation is not None else None
     except BadInput as exc:
@@ -241,7 +287,9 @@ class _DecideRequest(BaseModel):
 
 
 class _DecideFinding(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN/Infinity (or 1e400, which parses to inf) are bad input: a NaN ΔE compares false with every
+    # tolerance and was sending items to the vendor with the brand liable.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: str
     score: float = Field(ge=0, le=1)
     view: str | None = None
@@ -269,9 +317,11 @@ def decide(
     from vision.catalogue import CatalogueError, UnknownSkuError
 
     try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        text = sys.stdin.buffer.read().decode("utf-8") if file == "-" else Path(file).read_text(encoding="utf-8")
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
+    except UnicodeDecodeError as exc:
+        fail(f"cannot read {file}: not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON")
     try:
         data = _DecideInput.model_validate_json(text)
     except ValidationError as exc:
@@ -357,15 +407,40 @@ def catalogue_import(
         cat = Catalogue.load(directory)
     except CatalogueError as exc:
         fail(str(exc))
-    dest = cfg.station.data_dir / "catalogue"
+    from rich.progress import Progress
+
+    from station.app import imported_catalogue_dir
+    from vision.compare import usable_outline, segment_item
+    from vision.embedding import BackboneError
+    from vision.features import CACHE_DIR
+    from vision.identity import INDEX_FILE, build_catalogue_index
+
+    dest = imported_catalogue_dir(cfg)
     staging = cfg.station.data_dir / "catalogue.importing"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(directory, staging)
-    Catalogue.load(staging)  # the copy must load too before it replaces the active one
+    staged = Catalogue.load(staging)  # the copy must load too before it replaces the active one
+    previous = dest / CACHE_DIR / INDEX_FILE
+    if previous.is_file() and not (staging / CACHE_DIR / INDEX_FILE).exists():
+        # Embeddings are keyed by image hash: views already indexed are not embedded again.
+        (staging / CACHE_DIR).mkdir(exist_ok=True)
+        shutil.copy2(previous, staging / CACHE_DIR / INDEX_FILE)
+    views = sum(len(i.reference_images) for i in staged.items.values())
+    try:
+        with Progress(console=out, transient=True) as bar:
+            task = bar.add_task("indexing catalogue views", total=views)
+            _, embedded = build_catalogue_index(staged, segment=lambda img: usable_outline(segment_item(img)[0]),
+                                                progress=lambda: bar.advance(task))
+    except BackboneError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        fail(str(exc))
     if dest.exists():
         shutil.rmtree(dest)
     staging.rename(dest)
-    out.print(f"imported {len(cat)} SKUs into {dest}; set catalogue.path = \"{dest}\" in the station config")
+    where = ("" if cfg.catalogue.path is None else
+             f"; the config's catalogue.path ({cfg.catalogue.path}) still points elsewhere: remove it to use this one")
+    out.print(f"imported {len(cat)} SKUs ({views} views, {embedded} newly indexed) into {dest}: the station uses "
+              f"it from now on{where}")
 
 
 # ------------------------------------------------------------------------------------------- records

@@ -65,6 +65,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from vision.difference import heatmap_u8
 
         t0 = time.perf_counter()
+        # A scale so large that sizes overflow to Infinity (1e308) is a typo, not a bench: refuse it.
+        if mm_per_px is not None and not (0 < mm_per_px <= 1000):
+            fail(f"--mm-per-px {mm_per_px:g} is not a bench scale: pass a positive number up to 1000 mm/px "
+                 "(`station calibrate scale` measures it)")
         img = _read_image(image, fail)
         pres_img = _read_image(presentation, fail, "presentation image") if presentation is not None else None
         cfg = _config(config, data_dir)
@@ -73,7 +77,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             item = cat.get(sku)
         except (CatalogueError, UnknownSkuError) as exc:
             fail(str(exc))
-        cmp = CatalogueComparer(cat, cfg.comparer.identity_threshold, cfg.comparer.bench_grey, mm_per_px=mm_per_px)
+        cmp = CatalogueComparer(cat, cfg.comparer.identity_threshold, cfg.comparer.bench_grey, mm_per_px=mm_per_px,
+                                retrieval=cfg.comparer.identity_retrieval)
         timings = {"load": (time.perf_counter() - t0) * 1000}
         t = time.perf_counter()
         q = cmp.prepare(img, "cli")
@@ -306,6 +311,25 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 typer.echo(f"warning: {w}")
             if not out["warnings"]:
                 typer.echo("no warnings")
+
+    @bench_app.command("catalogue")
+    def bench_catalogue(
+        skus: Annotated[int, typer.Option(min=101, max=1_000_000, help="the large catalogue's SKUs")] = 10_000,
+        queries: Annotated[int, typer.Option(min=5, help="returned views timed per size")] = 30,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Identity time per view (retrieval + verification) at 100 SKUs and at --skus, 3 views each."""
+        from vision.evaluate import bench_identity_scale
+
+        rows = bench_identity_scale((100, skus), queries=queries)
+        ratio = rows[1]["p50_ms"] / max(rows[0]["p50_ms"], 1e-9)
+        if json_out:
+            typer.echo(json.dumps({"sizes": rows, "p50_ratio": round(ratio, 3)}))
+            return
+        for r in rows:
+            typer.echo(f"{r['skus']:>8} SKUs ({r['views']} views, index {r['index_mb']} MB): identity p50 "
+                       f"{r['p50_ms']} ms, p95 {r['p95_ms']} ms per view")
+        typer.echo(f"p50 ratio {rows[1]['skus']} / 100 SKUs: {ratio:.2f}x")
 
     @bench_app.command("vision")
     def bench_vision(

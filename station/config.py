@@ -149,6 +149,8 @@ class ComparerConfig(_Model):
     # false missing_part on 1 of 72 never-tuned-on items (docs/vision.md). The heat map stays available through
     # `station compare --heatmap` and the review queue, which compute it on demand.
     reference_difference: bool = Field(False, description="turn reference differences into missing_part findings")
+    identity_retrieval: bool = Field(True, description="identity also from the pretrained backbone's retrieval and "
+                                                       "SIFT verification (models/weights/backbone.onnx)")
 
 
 class CalibrationConfig(_Model):
@@ -164,7 +166,8 @@ class CalibrationConfig(_Model):
 
 
 class CatalogueConfig(_Model):
-    path: Path | None = Field(None, description="catalogue folder; default: the generated sample catalogue")
+    path: Path | None = Field(None, description="catalogue folder; default: the one `station catalogue import` "
+                                                "last imported into the data dir, else the generated sample catalogue")
 
 
 class RulesConfig(_Model):

@@ -138,9 +138,20 @@ def test_decide_from_file_with_measurements(data_dir, tmp_path):
                  "findings": [{"kind": "smudge", "score": 0.5}]}), "unknown finding kind"),
     (json.dumps({"request": {"sku": "APP-TEE-M", "reason": "quality_issue"},
                  "findings": [{"kind": "stain", "score": 1.5}]}), "findings[0].score"),
+    # Non-finite values are bad input: a NaN ΔE sent items to the vendor with the brand liable.
+    ('{"request": {"sku": "APP-TEE-M", "reason": "quality_issue"}, '
+     '"findings": [{"kind": "colour_mismatch", "score": 0.9, "value": NaN}]}', "findings[0].value"),
+    ('{"request": {"sku": "APP-TEE-M", "reason": "quality_issue"}, '
+     '"findings": [{"kind": "colour_mismatch", "score": 0.9, "value": 1e400}]}', "findings[0].value"),
 ])
 def test_decide_bad_input(payload, needle, data_dir):
     assert_clean_error(station("decide", "--json", "-", data_dir=data_dir, stdin=payload), needle)
+
+
+def test_decide_non_utf8_file_is_a_clean_error(data_dir, tmp_path):
+    path = tmp_path / "case.json"
+    path.write_bytes(b'{"request": {"sku": "APP-TEE-M", "reason": "quality_issue", "order_id": "\xff\xfe"}}')
+    assert_clean_error(station("decide", "--json", str(path), data_dir=data_dir), "not UTF-8")
 
 
 def test_catalogue_list_json(data_dir):
@@ -230,5 +241,16 @@ def test_catalogue_import(tmp_path, data_dir):
     proc = station("catalogue", "import", str(src), data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     assert (data_dir / "catalogue" / "catalogue.csv").exists()
+    assert "1 newly indexed" in proc.stdout and "uses it from now on" in proc.stdout
+    # The imported catalogue is the one the station uses, without editing the config.
+    listed = station("catalogue", "list", data_dir=data_dir)
+    assert "NEW-1" in listed.stdout and "GAD-EARBUD-X2" not in listed.stdout
+    # Adding a SKU embeds only its view: the first one's embedding comes from the persisted index.
+    cv2.imwrite(str(src / "img" / "b.png"), np.full((60, 40, 3), 160, np.uint8))
+    (src / "catalogue.csv").write_text("sku,category,brand,image\nNEW-1,household,acme,img/a.png\n"
+                                       "NEW-3,household,acme,img/b.png\n")
+    proc = station("catalogue", "import", str(src), data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 views, 1 newly indexed" in proc.stdout
     (src / "catalogue.csv").write_text("sku,category,brand,image\nNEW-2,household,acme,img/missing.png\n")
     assert_clean_error(station("catalogue", "import", str(src), data_dir=data_dir), "catalogue.csv:2", "not found")

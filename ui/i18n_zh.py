@@ -310,6 +310,7 @@ ZH: dict[str, str] = {
     "No catalogue reference for {sku}: no heat map": "目录中没有 {sku} 的参考图：无法生成热力图",
     "No item found in this view: no heat map": "此视角中未找到商品：无法生成热力图",
     "This view does not line up with the reference: no heat map": "此视角无法与参考图对齐：无法生成热力图",
+    "The product could not be told apart from its background here: no heat map": "此视角中无法将商品与背景区分：无法生成热力图",
     "Computing heat map...": "正在计算热力图…",
     "Largest difference from the reference: {v:.2f}": "与参考图的最大差异：{v:.2f}",
     "Heat maps failed: {error}": "热力图计算失败：{error}",

@@ -33,7 +33,8 @@ COLUMNS = ("Age", "Order", "SKU", "Brand", "Streamer", "Reason", "Grade", "Propo
 TILE_SIDE = 360  # px: evidence thumbnails and their heat-map overlays
 HEAT_NOTES = {"no_reference": "No catalogue reference for {sku}: no heat map",
               "no_item": "No item found in this view: no heat map",
-              "not_aligned": "This view does not line up with the reference: no heat map"}
+              "not_aligned": "This view does not line up with the reference: no heat map",
+              "no_outline": "The product could not be told apart from its background here: no heat map"}
 
 
 class QueuePage(QWidget):

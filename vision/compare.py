@@ -306,10 +306,28 @@ class SkuEvidence:
 
 @dataclass(frozen=True, slots=True)
 class QueryView:
-    image: np.ndarray  # white-balanced BGR
+    image: np.ndarray  # white-balanced BGR (the raw frame when not segmented)
     mask: np.ndarray
     features: "ViewFeatures"
     view: str
+    segmented: bool = True  # False: no product outline could be found; the whole frame, for retrieval only
+    segmentation: str = "outline"  # how the outline was found, or why it failed
+
+
+OUTLINE_MAX_SHARE = 0.85  # a "product" covering more of the frame than this is a failed segmentation
+OUTLINE_MAX_BORDER = 0.5  # as is one touching more than this share of the image border
+
+
+def outline_failure(mask: np.ndarray) -> str | None:
+    """Why ``mask`` is not a product outline (the bench was not told apart from the product), or None."""
+    share = cv2.countNonZero(mask) / mask.size
+    if share > OUTLINE_MAX_SHARE:
+        return f"segmentation failed: the outline covers {share:.0%} of the frame (no plain bench around the item)"
+    rim = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+    touching = float(np.count_nonzero(rim)) / rim.size
+    if touching > OUTLINE_MAX_BORDER:
+        return f"segmentation failed: the outline touches {touching:.0%} of the image border"
+    return None
 
 
 _MATCHER = None
@@ -374,7 +392,7 @@ class CatalogueComparer:
     def __init__(self, catalogue: Catalogue, identity_threshold: float = 0.9, bench_grey: float = 200.0,
                  shortlist: int = 3, mm_per_px: float | None = None, size_tolerance: float = 0.05,
                  colour_correction=None, difference: bool = True, min_inliers: float = 25.0,
-                 intrinsics=None) -> None:
+                 intrinsics=None, retrieval: bool = True) -> None:
         self.catalogue = catalogue
         self.identity_threshold = identity_threshold
         self.bench_grey = bench_grey
@@ -386,6 +404,8 @@ class CatalogueComparer:
         self.min_inliers = min_inliers
         self.intrinsics = intrinsics  # calibration.intrinsics.Intrinsics: outlines undistorted before sizing
         self.align_size = 96
+        self.retrieval = retrieval
+        self._index = None
         self._refs: dict[str, list] = {}
         self._ref_images: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._cache = None
@@ -430,6 +450,13 @@ class CatalogueComparer:
     # -- query
     def prepare(self, image: np.ndarray, view: str = "") -> QueryView | None:
         mask, bench, balanced = segment_item(image, self.bench_grey)
+        failure = outline_failure(mask)
+        if failure is not None:
+            # No bench to balance on and no outline: the frame as it is, for retrieval and verification only
+            # (no colour, size or difference is measured on it).
+            full = np.full(mask.shape, 255, np.uint8)
+            raw = image if self.colour_correction is None else self.colour_correction(image)
+            return QueryView(raw, full, view_features(raw, full), view, segmented=False, segmentation=failure)
         if cv2.countNonZero(mask) < 400:
             return None  # nothing on the bench in this view
         if self.colour_correction is not None:
@@ -492,8 +519,56 @@ class CatalogueComparer:
         return out
 
     def identity(self, views: Sequence[QueryView], claimed: str) -> tuple[float, dict[str, SkuEvidence]]:
-        ev = {s: self.evidence(views, s) for s in self.candidates(views, claimed)}
-        return identity_score(ev, claimed), ev
+        score, ev, _ = self.identity_detail(views, claimed)
+        return score, ev
+
+    def retrieval_index(self):
+        """The catalogue's pretrained-embedding index (vision.identity), persisted beside the catalogue."""
+        if self._index is None:
+            from vision.identity import build_catalogue_index
+
+            self._index, _ = build_catalogue_index(
+                self.catalogue, segment=lambda img: usable_outline(segment_item(img, self.bench_grey)[0]))
+        return self._index
+
+    def _reference_crop(self, sku: str, key: str) -> np.ndarray | None:
+        from vision.embedding import crop_to_mask
+
+        img, mask = self.reference_image(sku, int(key))
+        return None if img is None else crop_to_mask(img, usable_outline(mask))
+
+    def identity_detail(self, views: Sequence[QueryView], claimed: str):
+        """(score, evidence per candidate SKU from the outline cues, retrieval judgements per view).
+
+        With product outlines (a bench around the item) the outline cues (aligned structure, outline,
+        verified ORB matches) and the pretrained retrieval are averaged; on views without an outline only
+        retrieval counts: the outline cues mean nothing there."""
+        seg = [v for v in views if v.segmented]
+        ev = {s: self.evidence(seg, s) for s in self.candidates(seg, claimed)} if seg else {}
+        fused = identity_score(ev, claimed) if seg else None
+        judgements = self.retrieval_judgements(views, claimed)
+        retrieval = float(np.mean([j.score for j in judgements])) if judgements else None
+        return combined_identity(fused, retrieval), ev, judgements
+
+    def retrieval_judgements(self, views: Sequence[QueryView], claimed: str, queries=None) -> list:
+        """One vision.identity judgement per view (empty with retrieval off); ``queries``: the views' index
+        queries when already computed (a benchmark re-scores several claims)."""
+        if not self.retrieval:
+            return []
+        index = self.retrieval_index()
+        if queries is None:
+            queries = self.retrieval_queries(views)
+        return [index.judge(q, None, claimed, crop_loader=self._reference_crop, query_local=ql) for q, ql in queries]
+
+    def retrieval_queries(self, views: Sequence[QueryView]) -> list:
+        from vision.identity import local_features
+
+        index = self.retrieval_index()
+        out = []
+        for v in views:
+            q = index.query(v.image, v.mask if v.segmented else None)
+            out.append((q, local_features(q.crop)))
+        return out
 
     def presentation(self, image: np.ndarray, sku: str, colour_tolerance: float | None = None
                      ) -> PresentationCheck | None:
@@ -518,23 +593,33 @@ class CatalogueComparer:
         identity, best_sku, delta_e, measured = 0.0, None, None, None
         details: dict = {"views_compared": len(views)}
         if views:
-            identity, ev = self.identity(views, item.sku)
-            best_sku = max(ev, key=lambda s: ev[s].similarity())
+            identity, ev, judgements = self.identity_detail(views, item.sku)
+            if ev:
+                best_sku = max(ev, key=lambda s: ev[s].similarity())
+            else:  # no outline in any view: the retrieval's nearest SKU
+                j = max(judgements, key=lambda j: j.claimed_similarity)
+                best_sku = item.sku if j.retrieval_margin >= 0 or j.best_other_sku is None else j.best_other_sku
             details["best_match_sku"] = best_sku
+            details["identity_retrieval"] = [{"view": v.view, **j.to_json()} for v, j in zip(views, judgements)]
+            failed = [{"view": v.view, "reason": v.segmentation} for v in views if not v.segmented]
+            if failed:
+                details["segmentation_failed"] = failed
+            outlined = [v for v in views if v.segmented]
             if identity < self.identity_threshold:
                 looks = f"; looks most like {best_sku}" if best_sku != item.sku else ""
                 findings.append(Finding("wrong_item", round(1.0 - identity, 4), FindingSource.CATALOGUE,
                                         value=round(identity, 4),
                                         detail=f"identity score {identity:.2f} below {self.identity_threshold}{looks}"))
-            measured_arr = np.median(np.stack([q.features.lab for q in views]), axis=0)
-            if item.reference_lab is not None:
+            # Colour, difference and size need the product's outline; views without one measure none of them.
+            measured_arr = np.median(np.stack([q.features.lab for q in outlined]), axis=0) if outlined else None
+            if measured_arr is not None and item.reference_lab is not None:
                 measured = tuple(float(v) for v in measured_arr)
                 delta_e = float(delta_e_ciede2000(measured_arr, np.array(item.reference_lab.as_tuple())))
                 findings.append(Finding("colour_mismatch", min(1.0, 0.5 + delta_e / 20), FindingSource.CATALOGUE,
                                         value=round(delta_e, 3), detail=f"ΔE00 {delta_e:.2f} vs catalogue"))
             if self.difference and identity >= self.identity_threshold:
                 diffs = []
-                for q in views:
+                for q in outlined:
                     res = self.difference_for(q, item.sku, ev.get(item.sku))
                     if res is None:
                         continue
@@ -545,7 +630,7 @@ class CatalogueComparer:
                                                     region.box_xyxy, value=round(region.area_share, 4),
                                                     detail=f"{region.area_share:.0%} of the reference outline absent"))
                 details["differences"] = diffs
-            size = self.size_of(views[0].mask) if self.mm_per_px else None
+            size = self.size_of(outlined[0].mask) if self.mm_per_px and outlined else None
             if size is not None:
                 details["size_mm"] = size
                 dims = item.dimensions_mm
@@ -589,6 +674,7 @@ class HeatmapStatus(StrEnum):
     NO_REFERENCE = "no_reference"  # the SKU is not in the catalogue, or has no usable reference image
     NO_ITEM = "no_item"  # nothing on the bench in this view (or an unusable frame)
     NOT_ALIGNED = "not_aligned"  # the view could not be aligned to a reference: a map would be noise
+    NO_OUTLINE = "no_outline"  # the product could not be told apart from its background in this view
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +692,8 @@ def view_heatmap(comparer: "CatalogueComparer", image: np.ndarray, sku: str, vie
     q = comparer.prepare(image, view)
     if q is None:
         return ViewHeatmap(HeatmapStatus.NO_ITEM)
+    if not q.segmented:
+        return ViewHeatmap(HeatmapStatus.NO_OUTLINE)
     diff = comparer.difference_for(q, sku)
     if diff is None:
         return ViewHeatmap(HeatmapStatus.NOT_ALIGNED)
@@ -761,6 +849,23 @@ def view_features(image: np.ndarray, mask: np.ndarray):
 def _pair_similarity(q, r) -> float:
     layout = float(np.exp(-np.linalg.norm(q.thumbnail - r.thumbnail, axis=2).mean() / 12.0))
     return float(np.sqrt(cv2.compareHist(q.histogram, r.histogram, cv2.HISTCMP_INTERSECT) * layout))
+
+
+# The mean of the outline cues' score and the retrieval score, less this, is the identity: calibrated on the
+# generated look-alike set (`station bench vision`), where the mean needs 0.922 for FPR <= 0.02.
+COMBINED_OFFSET = 0.022
+
+
+def combined_identity(fused: float | None, retrieval: float | None) -> float:
+    """The identity score from the outline cues' score and the retrieval score, either of which may be absent."""
+    if fused is not None and retrieval is not None:
+        return float(np.clip((fused + retrieval) / 2 - COMBINED_OFFSET, 0.0, 1.0))
+    return fused if fused is not None else (retrieval if retrieval is not None else 0.0)
+
+
+def usable_outline(mask: np.ndarray) -> np.ndarray | None:
+    """The mask when it is a product outline, else None (the whole image is used)."""
+    return mask if mask is not None and mask.any() and outline_failure(mask) is None else None
 
 
 IDENTITY_FLOOR = 0.45  # the claimed SKU's similarity must reach this in absolute terms

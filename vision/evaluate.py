@@ -217,7 +217,7 @@ def run_benchmark(tmp: Path, items_per_sku: int = 3, out_of_catalogue: int = 12,
                   max_fpr: float = 0.02) -> dict:
     """Identity ROC (genuine vs swaps: look-alikes, other catalogue SKUs, out-of-catalogue items),
     difference AUROC and per-view timings. The comparer is the station's default one."""
-    from vision.compare import CatalogueComparer, identity_score
+    from vision.compare import CatalogueComparer, combined_identity, identity_score
 
     cat = build_evaluation_catalogue(tmp / "catalogue")
     cmp = CatalogueComparer(cat, shortlist=len(cat.items))  # full evidence once; claims re-scored below
@@ -232,6 +232,7 @@ def run_benchmark(tmp: Path, items_per_sku: int = 3, out_of_catalogue: int = 12,
     jobs += [(None, look, 9000 + j) for j, look in enumerate(out_of_catalogue_looks(out_of_catalogue))]
     fast = CatalogueComparer(cat)  # the station's shortlist, for the timing of one decision
     fast._refs, fast._ref_images = cmp._refs, cmp._ref_images
+    fast._index = cmp.retrieval_index() if cmp.retrieval else None
     for true, look, seed in jobs:
         imgs = render_views(look, seed)
         views = []
@@ -243,6 +244,7 @@ def run_benchmark(tmp: Path, items_per_sku: int = 3, out_of_catalogue: int = 12,
         if not views:
             continue
         ev = {s: cmp.evidence(views, s) for s in cat.items}
+        queries = cmp.retrieval_queries(views) if cmp.retrieval else None
         if true is None:
             claims = list(rng.choice(sorted(cat.items), 3, replace=False))
         else:
@@ -250,7 +252,10 @@ def run_benchmark(tmp: Path, items_per_sku: int = 3, out_of_catalogue: int = 12,
             others = [s for s in cat.items if family(s) != family(true)]
             claims = [true] + siblings + list(rng.choice(others, 2, replace=False))
         for c in claims:
-            trials.append(IdentityTrial(true, str(c), identity_score(ev, str(c)), c == true))
+            js = cmp.retrieval_judgements(views, str(c), queries) if queries is not None else []
+            retrieval = float(np.mean([j.score for j in js])) if js else None
+            trials.append(IdentityTrial(true, str(c), combined_identity(identity_score(ev, str(c)), retrieval),
+                                        c == true))
         if true is not None:
             _, ms = timed(fast.identity, views, true)
             ident_ms.append(ms / len(views))
@@ -341,3 +346,57 @@ def false_missing_parts(catalogue_root: Path, seeds: range | tuple[int, ...] = r
                 flagged.append({"sku": s.sku, "seed": seed, "views": sorted({f.view for f in found}),
                                 "area_shares": [round(float(f.value), 4) for f in found]})
     return {"items": len(SAMPLE_SKUS) * len(seeds), "false_missing_part": len(flagged), "flagged": flagged}
+
+
+def bench_identity_scale(sizes: tuple[int, ...] = (100, 10_000), views_per_sku: int = 3, queries: int = 30,
+                seed: int = 5) -> list[dict]:
+    """Identity time per returned view against catalogues of ``sizes`` SKUs, side by side.
+
+    The first 100 SKUs are rendered products with real embeddings; the rest of each index is filled with
+    random unit vectors whose views reuse those products' crops, so retrieval searches the full matrix and
+    verification still runs on real local features: what is timed is the cost at that size, not accuracy."""
+    import time
+
+    from vision.compare import segment_item
+    from vision.embedding import crop_to_mask, default_backbone
+    from vision.identity import IdentityIndex
+
+    def product_mask(img):
+        return segment_item(img)[0]
+
+    rng = np.random.default_rng(seed)
+    looks = [s.look for s in evaluation_skus()]
+    base_crops, base_embs = [], []
+    backbone = default_backbone()
+    n_base = min(100, min(sizes))
+    for k in range(n_base):
+        views = render_views(looks[k % len(looks)], 100 + k, partial_share=0.0)[:views_per_sku]
+        for img in views:
+            crop = crop_to_mask(img, product_mask(img))
+            base_crops.append(crop)
+            base_embs.append(backbone.embed(crop))
+    query_imgs = [render_views(looks[k % len(looks)], 7000 + k, partial_share=0.0)[0] for k in range(queries)]
+    out = []
+    for size in sizes:
+        index = IdentityIndex(backbone)
+        for i in range(size * views_per_sku):
+            sku = f"SKU{i // views_per_sku:06d}"
+            if i < len(base_embs):
+                emb = base_embs[i]
+            else:
+                emb = rng.standard_normal(1280).astype(np.float32)
+                emb /= np.linalg.norm(emb)
+            index.add_embedding(sku, str(i), emb)
+            index._crops[i] = base_crops[i % len(base_crops)]
+        index.matrix  # noqa: B018 - stack before timing
+        times = []
+        for k, img in enumerate(query_imgs):
+            claimed = f"SKU{k % n_base:06d}"
+            t = time.perf_counter()
+            q = index.query(img, product_mask(img))
+            index.judge(q, img, claimed)
+            times.append((time.perf_counter() - t) * 1000)
+        out.append({"skus": size, "views": size * views_per_sku, "p50_ms": round(float(np.median(times)), 1),
+                    "p95_ms": round(float(np.percentile(times, 95)), 1),
+                    "index_mb": round(index.matrix.nbytes / 2**20, 1)})
+    return out

