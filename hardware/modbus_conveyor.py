@@ -303,7 +303,7 @@ class ModbusConveyor:
             self._client = client
             try:
                 self._poll_status(catch_up=False)  # events after LinkState(True), in order
-            except ConveyorError as exc:
+            except Exception as exc:  # noqa: BLE001 - a garbled first answer too: retry, never kill the thread
                 self.last_error = f"port {self.url!r} opened but the PLC does not answer: {exc}"
                 self._client = None
                 client.close()
@@ -369,6 +369,15 @@ class ModbusConveyor:
                     self._poll_status()
             except ConveyorError as exc:
                 log.debug("modbus poll failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - the poll thread must never die: a dead one hung the station
+                # A garbled answer (a short register block after pymodbus cleaned up a partial frame, a record
+                # that does not decode): count and log it, then reopen the link so the run sees LinkState(False)
+                # and the events are caught up from the PLC's ring after the reconnect.
+                self.stats.bad_events += 1
+                log.warning("modbus conveyor %s: bad answer from the PLC (%s: %s); reconnecting", self.url,
+                            type(exc).__name__, exc)
+                with self._io:
+                    self._drop(f"bad answer from the PLC: {type(exc).__name__}: {exc}")
             self._stop.wait(self.poll_s)
 
     def _poll_status(self, catch_up: bool = True) -> None:
@@ -422,13 +431,15 @@ class ModbusConveyor:
             self.stats.events_lost += 1
             self._last_event = number
             return
-        code = ""
+        code, code_regs = "", None
         if header[1] == MsgType.ITEM_ENTERED and header[8]:
             words = (header[8] + 1) // 2
-            regs = self._call("read an item's code", "read_input_registers",
-                              InputReg.CODE_BASE + (number % ring) * CODE_STRIDE, count=min(words, CODE_WORDS)).registers
-            code = decode_code(header[8], regs)
+            code_regs = self._call("read an item's code", "read_input_registers",
+                                   InputReg.CODE_BASE + (number % ring) * CODE_STRIDE, count=min(words, CODE_WORDS)).registers
         try:
+            # inside the try: a bad code length is a bad record (counted, skipped), not a dead poll thread
+            if code_regs is not None:
+                code = decode_code(header[8], code_regs)
             event = decode_event(header, code)
         except RegisterMapError as exc:
             self.stats.bad_events += 1

@@ -197,8 +197,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         cfg = cli._config(config, data_dir)
         budget = budget_mb if budget_mb is not None else cfg.records.image_budget_mb
-        if budget is None or budget < 0:
+        if budget is None:
             cli.fail("no image budget: pass --budget-mb or set records.image_budget_mb")
+        if not 0 <= budget < float("inf"):  # also NaN: one clear line, not "pass --budget-mb" when it was passed
+            cli.fail(f"--budget-mb {budget:g} is not a budget: pass a size in MB, 0 or more")
         store = _open_store(cfg)
         try:
             rep = store.enforce_image_budget(int(budget * 1024 * 1024))

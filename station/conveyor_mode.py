@@ -286,9 +286,11 @@ class ConveyorMode:
         if ev.item_seq in self.items:
             return
         if self._last_seq and ev.item_seq > self._last_seq + 1:
-            missed = list(range(self._last_seq + 1, ev.item_seq))
-            self.stats.missed_triggers += len(missed)
-            self.log_event("missed_trigger", items=missed[:50], count=len(missed))
+            # count by arithmetic, list at most 50: a corrupt item_seq (a jump to 2**32-16) built a 4-billion list
+            count = ev.item_seq - self._last_seq - 1
+            self.stats.missed_triggers += count
+            self.log_event("missed_trigger", items=list(range(self._last_seq + 1, self._last_seq + 1 + min(count, 50))),
+                           count=count)
         self._last_seq = max(self._last_seq, ev.item_seq)
         item = TrackedItem(ev.item_seq, ev.code, ev.t_ms, ev.gap_mm)
         if ev.gap_mm < self.settings.min_gap_mm:

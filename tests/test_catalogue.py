@@ -33,6 +33,8 @@ def test_several_rows_per_sku_and_optional_columns(tmp_path):
     ("sku,category,brand,image,hygiene\nS1,toys,m,a.png,maybe\n", "catalogue.csv:2: column 'hygiene'"),
     ("sku,category,brand,image,lab_l\nS1,toys,m,a.png,bright\n", "column 'lab_l' must be a number"),
     ("sku,category,brand,image\n,toys,m,a.png\n", "catalogue.csv:2: empty sku"),
+    # an unquoted comma: extra values were a list and crashed with 'list' has no attribute 'strip'
+    ("sku,category,brand,image\nS1,toys,m,a.png,oops\n", "catalogue.csv:2: 5 values but the header has 4 columns"),
 ])
 def test_bad_csv(tmp_path, csv_text, needle):
     with pytest.raises(CatalogueError, match=needle.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):

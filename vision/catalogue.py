@@ -69,7 +69,14 @@ class Catalogue:
                 missing = [c for c in REQUIRED_COLUMNS if c not in columns]
                 if missing:
                     raise CatalogueError(f"{csv_path}: missing columns {missing} (has {columns})")
-                rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+                rows = []
+                for row in reader:
+                    # DictReader puts extra values in a list under the key None: name the line, no traceback
+                    if None in row:
+                        raise CatalogueError(
+                            f"{csv_path}:{reader.line_num}: {len(columns) + len(row[None])} values but the header "
+                            f"has {len(columns)} columns: quote values that contain commas")
+                    rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
         except UnicodeDecodeError as exc:
             raise CatalogueError(f"{csv_path}: not UTF-8 text ({exc.reason})") from None
         grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
