@@ -146,3 +146,23 @@ def test_print_a_few_pixels_off_is_no_difference_a_mark_is():
     product = ref_mask > 0
     assert auroc(res.heatmap[product], damage[product] > 0) > 0.98
     assert any(r.kind == "damage" and r.box_xyxy[0] <= 120 <= r.box_xyxy[2] for r in res.regions)
+
+
+def test_register_recovers_small_shift_and_rejects_unrelated():
+    import cv2
+    import numpy as np
+
+    from vision.align import Registration, RegistrationFailure, register
+
+    rng = np.random.default_rng(3)
+    ref = cv2.GaussianBlur((rng.random((240, 320)) * 255).astype(np.uint8), (0, 0), 2.0)
+    ref = cv2.cvtColor(cv2.normalize(ref, None, 0, 255, cv2.NORM_MINMAX), cv2.COLOR_GRAY2BGR)
+    m = cv2.getRotationMatrix2D((160, 120), 2.5, 1.0)
+    m[:, 2] += (6, -4)
+    query = cv2.warpAffine(ref, m, (320, 240), borderMode=cv2.BORDER_REFLECT)
+    got = register(query, ref)
+    assert isinstance(got, Registration), got
+    pt = got.query_to_ref @ np.array([*(m @ [100, 80, 1]), 1.0])
+    assert np.allclose(pt[:2] / pt[2], [100, 80], atol=1.0)
+    other = cv2.GaussianBlur((rng.random((240, 320, 3)) * 255).astype(np.uint8), (0, 0), 2.0)
+    assert isinstance(register(other, ref), RegistrationFailure)

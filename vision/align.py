@@ -138,3 +138,59 @@ def align(query_bgr: np.ndarray, query_mask: np.ndarray, ref: Canonical, ref_mas
         de = 100.0
     query_to_ref = np.linalg.inv(ref.to_canonical) @ T
     return Alignment(query_to_ref, structure, de, overlap, refined)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A verified query->reference homography for pixel-wise comparison."""
+
+    query_to_ref: np.ndarray  # 3x3, query pixels -> reference pixels
+    inliers: int  # RANSAC inliers of the feature homography
+    residual: float  # 1 - ZNCC of structure images after warping; small means aligned
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationFailure:
+    """Why no trustworthy registration exists; callers must not diff the images."""
+
+    reason: str
+
+
+def register(query_bgr: np.ndarray, ref_bgr: np.ndarray, min_inliers: int = 12,
+             max_residual: float = 0.5) -> Registration | RegistrationFailure:
+    """SIFT + RANSAC homography refined by ECC; the residual check rejects a wrong fit."""
+    qg = cv2.cvtColor(query_bgr, cv2.COLOR_BGR2GRAY)
+    rg = cv2.cvtColor(ref_bgr, cv2.COLOR_BGR2GRAY)
+    sift = cv2.SIFT_create()
+    kq, dq = sift.detectAndCompute(qg, None)
+    kr, dr = sift.detectAndCompute(rg, None)
+    if dq is None or dr is None or len(kq) < min_inliers or len(kr) < min_inliers:
+        return RegistrationFailure("too few features")
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(dq, dr, k=2)
+    # Lowe's ratio test: repetitive texture (PCB pads) yields ambiguous matches otherwise.
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.75 * p[1].distance]
+    if len(good) < min_inliers:
+        return RegistrationFailure(f"only {len(good)} distinctive matches")
+    src = np.float32([kq[m.queryIdx].pt for m in good])
+    dst = np.float32([kr[m.trainIdx].pt for m in good])
+    h, inl = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    n_in = int(inl.sum()) if inl is not None else 0
+    if h is None or n_in < min_inliers:
+        return RegistrationFailure(f"homography has {n_in} inliers")
+    sq, sr = structure_image(qg), structure_image(rg)
+    warp = h.astype(np.float32)
+    try:
+        _, warp = cv2.findTransformECC(sr, sq, np.linalg.inv(warp).astype(np.float32), cv2.MOTION_HOMOGRAPHY,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-5), None, 5)
+        warp = np.linalg.inv(warp)
+    except cv2.error:
+        warp = h  # ECC can diverge on flat images; the residual check below still guards the result.
+    hh, ww = rg.shape
+    warped = cv2.warpPerspective(sq, warp, (ww, hh))
+    valid = cv2.warpPerspective(np.ones_like(qg), warp, (ww, hh)) > 0
+    if valid.mean() < 0.5:
+        return RegistrationFailure("overlap below half the reference")
+    residual = 1.0 - _zncc(warped, sr, valid)
+    if residual > max_residual:
+        return RegistrationFailure(f"residual {residual:.2f} above {max_residual}")
+    return Registration(np.asarray(warp, np.float64), n_in, float(residual))
