@@ -20,6 +20,26 @@ def _ui(module: str):
     return importlib.import_module(f"ui.{module}")  # dynamic on purpose: see the module docstring
 
 
+def _no_display_message() -> Optional[str]:
+    """Why a real window cannot open, or None.
+
+    Qt's xcb plugin, finding no X server, aborts the process with "could not load the Qt platform plugin
+    xcb ... reinstalling may fix this", which sends people to reinstall PyQt6; the real cause is no display.
+    Only xcb (set explicitly, or Qt's default on Linux when QT_QPA_PLATFORM is unset) needs one: offscreen,
+    wayland with WAYLAND_DISPLAY, and non-Linux platforms are left to Qt.
+    """
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if not sys.platform.startswith("linux"):
+        return None
+    if platform not in ("", "xcb") and not platform.startswith("xcb:"):
+        return None
+    if os.environ.get("DISPLAY") or (platform == "" and os.environ.get("WAYLAND_DISPLAY")):
+        return None
+    return ("no display: DISPLAY is not set (nor WAYLAND_DISPLAY), so the xcb window cannot open. "
+            "Run from a desktop session, under xvfb-run, or with QT_QPA_PLATFORM=offscreen "
+            "(e.g. with --screenshots).")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     from station.cli import ConfigOpt, DataDirOpt, _config, fail
 
@@ -39,6 +59,10 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """The desktop app: inspector bench, review queue, dashboard (built-in defaults: simulated camera)."""
         if language is not None and language not in ("en", "zh_CN"):
             fail(f"unknown language {language!r}: use en or zh_CN")
+        problem = _no_display_message()
+        if problem is not None:
+            typer.echo(problem, err=True)
+            raise typer.Exit(2)
         cfg = _config(config, data_dir)
         raise typer.Exit(_ui("app").run_gui(cfg, language, screenshots, config_path=config))
 

@@ -88,6 +88,7 @@ ZH: dict[str, str] = {
     "Disposition": "处置",
     "Comment": "备注",
     "Why (required for Other)": "原因说明（选“其他”时必填）",
+    "Wrong grade needs a different grade or a comment": "“等级错误”需要选择不同的等级或填写说明",
     "Save override": "保存改判",
     "Cancel": "取消",
     # queue

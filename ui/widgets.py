@@ -65,6 +65,7 @@ class OverrideDialog(QDialog):
     def __init__(self, grade: str, disposition: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("overrideDialog")
+        self.original_grade = grade
         self.reason = QComboBox()
         for code in OVERRIDE_REASONS:
             self.reason.addItem(name("override", code), code)
@@ -87,6 +88,12 @@ class OverrideDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
         lay.addLayout(self.form)
+        # Why Save was refused, shown in the dialog so the typed fields stay as they are.
+        self.error = QLabel()
+        self.error.setObjectName("overrideError")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        lay.addWidget(self.error)
         lay.addWidget(self.buttons)
         self.reason.setFocus()
         self.retranslate()
@@ -98,6 +105,17 @@ class OverrideDialog(QDialog):
         self.comment.setPlaceholderText(tr("Why (required for Other)"))
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText(tr("Save override"))
         self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText(tr("Cancel"))
+
+    def accept(self) -> None:
+        # "Wrong grade" with the same grade and no comment changes nothing, yet the record is permanent:
+        # refuse it here (F8, Down, Enter reaches this in three keys) and say what would make it meaningful.
+        if (self.reason.currentData() == "wrong_grade" and self.grade.currentData() == self.original_grade
+                and not self.comment.text().strip()):
+            self.error.setText(tr("Wrong grade needs a different grade or a comment"))
+            self.error.show()
+            self.grade.setFocus()
+            return
+        super().accept()
 
     def values(self) -> tuple[str, str, Grade, Disposition]:
         return (self.reason.currentData(), self.comment.text(), Grade(self.grade.currentData()),
