@@ -92,12 +92,40 @@ def _order_corners(pts: np.ndarray) -> np.ndarray:
     return np.float32([pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]])
 
 
+MCC_SIDES = (1200, 2000)  # px, long side the photo is scaled to for OpenCV's detector (it misses small charts)
+
+
+def detect_chart_mcc(image: np.ndarray) -> np.ndarray | None:
+    """(24, 3) mean BGR of the patches found by OpenCV contrib's ColorChecker detector (``cv2.mcc``, MCC24),
+    in chart order, or None when it finds no chart. It is tried at a few scales: on a large photo a chart that
+    fills a small part of the frame is found only when the photo is not shrunk too far."""
+    if not hasattr(cv2, "mcc") or image.ndim != 3:
+        return None
+    h, w = image.shape[:2]
+    for side in MCC_SIDES:
+        scale = min(1.0, side / max(h, w))
+        small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        detector = cv2.mcc.CCheckerDetector.create()
+        if detector.process(small, 1):
+            charts = detector.getBestColorChecker().getChartsRGB()  # rows: patch x (R, G, B); col 1: mean
+            rgb = np.asarray(charts, np.float64)[:, 1].reshape(24, 3)
+            return rgb[:, ::-1].copy()
+        if scale == 1.0:
+            break
+    return None
+
+
 def detect_chart(image: np.ndarray) -> np.ndarray:
     """(24, 3) mean BGR of the patches' central areas, numbered 1..24 as on the chart (index 0 = patch 1).
+
+    OpenCV's ColorChecker detector (``cv2.mcc``) first; where it finds nothing, the outline method below.
 
     The chart is the largest dark quadrilateral; it is rectified to its 6x4 grid, and of the two
     orientations of a landscape chart the one whose bottom row is neutral and gets darker to the right
     is kept (a portrait chart is turned first)."""
+    found = detect_chart_mcc(image)
+    if found is not None:
+        return found
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     _, dark = cv2.threshold(cv2.GaussianBlur(grey, (5, 5), 0), 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     dark = cv2.morphologyEx(dark, cv2.MORPH_CLOSE, np.ones((25, 25), np.uint8))
@@ -220,5 +248,20 @@ def calibrate_from_image(image: np.ndarray, encoding: str = "srgb", model: str =
     lin = decode(bgr[:, ::-1] / 255.0, encoding)
     slope, warning = encoding_check(lin[18:24])
     corr = fit_correction(lin, model, encoding)
-    return ChartCalibration(linear_rgb_to_lab(lin), linear_rgb_to_lab(corr.apply_linear(lin)), corr, slope,
-                            (warning,) if warning else ())
+    corrected = linear_rgb_to_lab(corr.apply_linear(lin))
+    residual = float(delta_e_ciede2000(corrected, REFERENCE_LAB_D50).mean())
+    if residual > MAX_FIT_DELTA_E00 and warning is not None:
+        # A real chart decoded with the wrong profile fits badly too: it is a chart when the other profile
+        # fits it (and the warning says which to set).
+        other = "linear" if encoding == "srgb" else "srgb"
+        lin_other = decode(bgr[:, ::-1] / 255.0, other)
+        fit_other = linear_rgb_to_lab(fit_correction(lin_other, model, other).apply_linear(lin_other))
+        residual = min(residual, float(delta_e_ciede2000(fit_other, REFERENCE_LAB_D50).mean()))
+    if residual > MAX_FIT_DELTA_E00:
+        # Even the best correction cannot map these 24 samples onto the chart: they are not its patches.
+        raise ChartError(f"no colour chart found (the best fit leaves mean ΔE00 {residual:.1f}): put the whole "
+                         f"ColorChecker Classic in view, frontal and evenly lit, and retake")
+    return ChartCalibration(linear_rgb_to_lab(lin), corrected, corr, slope, (warning,) if warning else ())
+
+
+MAX_FIT_DELTA_E00 = 10.0  # a real chart fits to a few ΔE00; 24 samples of something else stay far off

@@ -70,3 +70,20 @@ def test_profiles_store_date_camera_and_go_stale(tmp_path):
     assert prof["camera_id"] == "cam1" and prof["created_at"].startswith("1970-01-12") and prof["data"] == {"x": 1}
     assert stale_warning(prof, 30, now=1_000_000.0 + 10 * 86400) is None
     assert "days old" in stale_warning(prof, 30, now=1_000_000.0 + 40 * 86400)
+
+
+def test_a_frame_without_a_chart_is_refused_not_calibrated():
+    # A dark quadrilateral on a light desk (the outline method's shape) that is not a ColorChecker: the
+    # best fit of its 24 samples stays far off the chart, so it is no chart.
+    import cv2
+
+    from calibration.chart import ChartError
+
+    rng = np.random.default_rng(4)
+    img = np.full((480, 640, 3), 215, np.uint8)
+    cv2.rectangle(img, (120, 110), (520, 380), (40, 45, 50), -1)
+    for _ in range(12):
+        x, y = int(rng.integers(130, 480)), int(rng.integers(120, 340))
+        cv2.circle(img, (x, y), int(rng.integers(8, 30)), tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+    with pytest.raises(ChartError, match="no colour chart found"):
+        calibrate_from_image(img)
