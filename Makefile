@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export QT_QPA_PLATFORM ?= offscreen
 
-.PHONY: demo demo-gui test bench install train-deps train eval-shipped screenshots clean
+.PHONY: demo demo-gui test bench bench-real install train-deps train eval-shipped screenshots clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (Python 3.11) on PATH, or run: make PY=/path/to/python3.11"; exit 1; }
@@ -29,6 +29,7 @@ test: install
 
 bench: install
 	$(BIN)/station bench pipeline --items 100
+	$(BIN)/station bench catalogue --skus 10000
 	$(BIN)/station bench ui --items 24 --json
 	$(BIN)/station bench conveyor --minutes 10 --faults --json
 	$(BIN)/station bench sync --records 10000 --json
@@ -39,6 +40,13 @@ bench: install
 
 # ultralytics pulls in opencv-python-headless, whose cv2 would shadow the contrib build (mcc, TEBLID): put
 # the contrib files back on top.
+# Real photos (docs/identity.md, docs/real-data in README): git mirrors of the public sets, which CI cannot fetch.
+GROZI_MIRROR ?= /work/.mirror/dthiagarajan+grozi_tf/repo
+CHARTS_MIRROR ?= /work/.mirror/jarrelscy+ColorCheckerDetector/repo
+bench-real: install
+	$(BIN)/python -m vision.real_identity --mirror $(GROZI_MIRROR) --station
+	$(BIN)/python -m calibration.real_charts --mirror $(CHARTS_MIRROR)
+
 train-deps: install
 	$(BIN)/python -m pip install -e '.[train]'
 	$(BIN)/python -m pip install --force-reinstall --no-deps "$$($(BIN)/python -m pip list --format=freeze | grep -i '^opencv-contrib-python-headless==')"

@@ -12,10 +12,18 @@ from hardware.serial_conveyor import LinkState
 
 
 class _ShortAnswers:
-    """A client whose status block comes back cut to 3 registers, as after a discarded partial frame."""
+    """A client whose status block comes back cut to 3 registers, as after a discarded partial frame, once
+    ``garble`` is set (before, whole zero blocks: the test must see open() succeed before the fault)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.garble = threading.Event()
+        self.garble.set()
 
     def read_input_registers(self, address, count, device_id):
-        return SimpleNamespace(isError=lambda: False, registers=[0] * min(count, 3))
+        return SimpleNamespace(isError=lambda: False,
+                               registers=[0] * (min(count, 3) if self.garble.is_set() else count))
 
     def read_discrete_inputs(self, address, count, device_id):
         return SimpleNamespace(isError=lambda: False, bits=[False] * count)
@@ -26,11 +34,13 @@ class _ShortAnswers:
 
 def test_a_short_answer_is_logged_and_survived_and_the_link_is_reopened(caplog):
     conv = ModbusConveyor("/nonexistent/plc", poll_s=0.01, reconnect_s=0.01)
-    conv._client = _ShortAnswers()
+    client = conv._client = _ShortAnswers()
+    client.garble.clear()
     conv._connected.set()
     conv._connect = lambda: False  # the port is gone for the rest of the test: keep retrying, never die
     caplog.set_level(logging.WARNING, "hardware.modbus_conveyor")
     conv.open(wait_s=0)  # connected already: starts the poll thread
+    client.garble.set()
     try:
         deadline = time.monotonic() + 15  # generous: a loaded CI machine schedules the poll thread late
         while conv.connected and time.monotonic() < deadline:
