@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,11 +38,16 @@ def _open_store(cfg):
         return StationStore(db, min_free_bytes=int(mb * 1024 * 1024)).open()
     except StoreError as exc:
         cli.fail(str(exc))
+    except sqlite3.DatabaseError as exc:
+        cli.fail(f"the station database {db} cannot be read: {exc}: run `station verify`")
 
 
 def _sync_settings(cfg, url: str | None = None, token: str | None = None):
     from station.sync import SyncError, settings_from_config
 
+    if url is not None and not url.lower().startswith(("http://", "https://")):
+        _cli().fail(f"--url {url}: the platform URL must start with http:// or https:// "
+                    f"(e.g. http://platform:8700)")
     try:
         return settings_from_config(cfg.sync, url, token)
     except SyncError as exc:
@@ -68,37 +74,67 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         consistency: Annotated[Optional[tuple[int, int]], typer.Option(
             help="prove the signed head of size OLD is a prefix of the one of size NEW")] = None,
         public_key: Annotated[Optional[Path], typer.Option(help="check heads with this PEM key, not the station's")] = None,
+        head: Annotated[Optional[Path], typer.Option(
+            "--head", help="witness: a signed head the log must extend (the platform's GET /stations/ID/heads "
+                           "answer, a bundle's head.json, or the station's keys/platform_head.json)")] = None,
         json_out: Annotated[bool, typer.Option("--json")] = False,
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,
     ) -> None:
-        """Check the whole evidence log: every record and image re-hashed, every signed head; exit 1 if altered."""
+        """Check the whole evidence log read-only: SQLite's integrity check, every record and image re-hashed,
+        every signed head, and the last head the platform acknowledged (kept next to the station key) or
+        --head FILE; exit 1 if anything was altered or rolled back, 2 if the input is unusable."""
+        import sqlite3
+
         from station import evidence as ev
         from station.evidence import EvidenceError
 
         cfg = cli._config(config, data_dir)
-        store = _open_store(cfg)
+        db_path = cfg.database_path()
+        if not db_path.exists():
+            cli.fail(f"no station database at {db_path}: run an inspection first or pass --data-dir")
+        key_path = db_path.parent / "keys" / "station_ed25519.pem"
+        db = None
         try:
-            key = ev.load_public_key(_read_key(public_key)) if public_key else None
-            report = store.verify(key)
+            if public_key is not None:
+                key = ev.load_public_key(_read_key(public_key))
+            elif key_path.exists():
+                key = ev.StationKey(key_path).load().public
+            else:
+                cli.fail(f"no station key at {key_path}: pass --public-key with the station's public key")
+            witnesses, problems_in = [], []
+            own = ev.witness_path(key_path)
+            if own.exists():
+                try:
+                    witnesses += ev.load_witness_file(own)
+                except EvidenceError as exc:
+                    problems_in.append(f"the station's witness head is unreadable: {exc}")
+            if head is not None:
+                if not head.is_file():
+                    cli.fail(f"witness head {head} not found")
+                witnesses += ev.load_witness_file(head)
+            db = ev.open_readonly(db_path)
+            report = ev.verify_store(db, db_path.parent / "images", key, witnesses=witnesses,
+                                     problems_in=problems_in)
             out = report.to_json()
-            db = store.db
             if record is not None:
                 row = db.execute("SELECT idx FROM evidence_leaves WHERE record_id=?", (record,)).fetchone()
                 if row is None:
                     cli.fail(f"record {record} is not in the evidence log")
-                head = ev.latest_head(db)
-                leaves = ev.all_leaves(db)[:head.tree_size]
+                latest = ev.latest_head(db)
+                if latest is None or row[0] >= latest.tree_size:
+                    cli.fail(f"record {record} is not covered by a signed head")
+                leaves = ev.all_leaves(db)[:latest.tree_size]
                 proof = ev.inclusion_proof(row[0], leaves)
                 lh = ev.leaf_hash(ev.record_leaf_from_db(db, record))
-                ok = ev.verify_inclusion(row[0], head.tree_size, lh, proof, bytes.fromhex(head.root_hash))
-                out["inclusion"] = {"record_id": record, "leaf_index": row[0], "tree_size": head.tree_size,
+                ok = ev.verify_inclusion(row[0], latest.tree_size, lh, proof, bytes.fromhex(latest.root_hash))
+                out["inclusion"] = {"record_id": record, "leaf_index": row[0], "tree_size": latest.tree_size,
                                     "leaf_hash": lh.hex(), "audit_path": [p.hex() for p in proof], "ok": ok}
                 out["ok"] = out["ok"] and ok
             if consistency is not None:
                 old, new = consistency
                 h_old, h_new = ev.head_of_size(db, old), ev.head_of_size(db, new)
-                if h_old is None or h_new is None or old > new:
+                if h_old is None or h_new is None or old > new or new > report.tree_size:
                     cli.fail(f"need signed heads of sizes {old} <= {new}; the log has sizes 1..{report.tree_size}")
                 leaves = ev.all_leaves(db)[:new]
                 proof = ev.consistency_proof(old, leaves)
@@ -109,22 +145,73 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 out["ok"] = out["ok"] and ok
         except EvidenceError as exc:
             cli.fail(str(exc))
+        except (sqlite3.DatabaseError, ValueError) as exc:  # --record / --consistency on a damaged log
+            cli.fail(f"the station database {db_path} cannot be read: {exc}", 1)
         finally:
-            store.close()
+            if db is not None:
+                db.close()
         if json_out:
             cli._print_json(out)
         else:
             status = "[bold green]OK[/]" if out["ok"] else "[bold red]FAILED[/]"
             cli.out.print(f"evidence log {status}: {out['records']} records, {out['images_checked']} images "
                           f"re-hashed ({out['images_pruned']} pruned after sync), {out['heads_checked']} signed heads, "
-                          f"tree size {out['tree_size']}")
+                          f"tree size {out['tree_size']}, integrity {out['integrity']}, "
+                          f"{len(out['witnesses'])} witness head(s)")
             for p in out["problems"]:
                 cli.out.print(f"  [red]{p}[/]", highlight=False)
             for k in ("inclusion", "consistency"):
                 if k in out:
                     cli.out.print(f"  {k} proof: {'ok' if out[k]['ok'] else 'FAILED'}")
+            for n in out["notes"]:
+                cli.out.print(f"  note: {n}", highlight=False)
         if not out["ok"]:
             raise typer.Exit(1)
+
+    # ------------------------------------------------------------------------------------ station key
+    key_app = typer.Typer(no_args_is_help=True, help="The station's signing key: export its public half for "
+                                                     "brands, streamers and the platform.")
+    app.add_typer(key_app, name="key")
+
+    @key_app.command("export")
+    def key_export(
+        out_path: Annotated[Optional[Path], typer.Option("--out", help="write the PEM here (default: stdout)")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Export the station's public key (PEM) and its fingerprint. A brand checks bundles with this key
+        (`station verify-bundle B.zip --public-key station.pub`), obtained from the station or the platform, never
+        from the bundle; read the fingerprint to them over a second channel."""
+        from station import evidence as ev
+        from station.evidence import EvidenceError
+
+        cfg = cli._config(config, data_dir)
+        key_path = cfg.database_path().parent / "keys" / "station_ed25519.pem"
+        if not key_path.exists():
+            cli.fail(f"no station key at {key_path}: the station creates it with its first record "
+                     f"(or pass --data-dir)")
+        try:
+            key = ev.StationKey(key_path).load()
+            pem, fp = key.public_pem(), ev.key_fingerprint(key.public)
+        except EvidenceError as exc:
+            cli.fail(str(exc))
+        if out_path is not None:
+            try:
+                out_path.write_bytes(pem)
+            except OSError as exc:
+                cli.fail(f"cannot write {out_path}: {exc.strerror}")
+        res = {"key_id": fp[:16], "fingerprint_sha256": fp, "public_key_pem": pem.decode(),
+               "station_id": getattr(cfg.station, "station_id", None), "out": str(out_path) if out_path else None}
+        if json_out:
+            cli._print_json(res)
+        elif out_path is not None:
+            cli.out.print(f"wrote {out_path}: station public key {res['key_id']}, SHA-256 fingerprint {fp}",
+                          highlight=False)
+        else:
+            sys.stdout.write(pem.decode())
+            sys.stdout.flush()
+            cli.err.print(f"key id {res['key_id']}, SHA-256 fingerprint {fp}", highlight=False)
 
     # ------------------------------------------------------------------------------------ evidence bundle
     @app.command()
@@ -135,17 +222,22 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,
     ) -> None:
-        """Write an evidence bundle for one order: images, annotated images, decision, proofs, signed head, key."""
+        """Write an evidence bundle for one order: images, annotated images, decision, proofs, signed head, key,
+        and a manifest of every file signed with the station key."""
+        import sqlite3
+
         from station.evidence import EvidenceError, build_bundle
 
         cfg = cli._config(config, data_dir)
         store = _open_store(cfg)
         try:
-            res = build_bundle(store.db, store.image_dir, store.public_key_pem(), order_id, out_path)
+            res = build_bundle(store.db, store.image_dir, store.evidence.key, order_id, out_path)
         except EvidenceError as exc:
             cli.fail(str(exc))
         except OSError as exc:
             cli.fail(f"cannot write {out_path}: {exc.strerror}")
+        except sqlite3.DatabaseError as exc:
+            cli.fail(f"the station database cannot be read: {exc}: run `station verify`")
         finally:
             store.close()
         if json_out:
@@ -158,10 +250,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def verify_bundle_cmd(
         bundle: Annotated[Path, typer.Argument(help="evidence bundle zip")],
         public_key: Annotated[Optional[Path], typer.Option(
-            help="the station's public key (PEM) obtained independently; default: the key inside the bundle")] = None,
+            help="the station's public key (PEM) obtained independently (`station key export`); without it the "
+                 "answer is at best UNVERIFIED")] = None,
         json_out: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Verify an evidence bundle without the station: signature, inclusion proofs, image hashes."""
+        """Verify an evidence bundle without the station: the signed manifest and every file in it, the signed
+        head, inclusion proofs, completeness of the order, decision files, image hashes. Exit 0 verified, 1 failed
+        or unverified (no trusted key), 2 unusable input."""
         from station.evidence import EvidenceError, verify_bundle
 
         if not bundle.is_file():
@@ -173,12 +268,16 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if json_out:
             cli._print_json(res)
         else:
-            status = "[bold green]OK[/]" if res["ok"] else "[bold red]FAILED[/]"
+            status = {"verified": "[bold green]OK[/]", "unverified": "[bold yellow]UNVERIFIED[/]"}.get(
+                res["status"], "[bold red]FAILED[/]")
             cli.out.print(f"bundle {status}: order {res['order_id']}, {res['records']} record(s), "
                           f"{res['images_checked']} image(s), head {res['tree_size']} (key {res['key_id']}, "
-                          f"{res['key_source']})")
-            if res["key_source"] == "bundled":
-                cli.out.print("  note: checked with the key inside the bundle; pass --public-key for an independent check")
+                          f"{res['key_source']})", highlight=False)
+            if res["status"] == "unverified":
+                cli.out.print("  unverified: no trusted key was given. The bundle is intact and consistent with the "
+                              "key inside it, but anyone can make such a bundle with a key of their own. Get the "
+                              "station's public key from the station (`station key export`) or the platform and "
+                              "run again with --public-key FILE.", highlight=False)
             for p in res["problems"]:
                 cli.out.print(f"  [red]{p}[/]", highlight=False)
         if not res["ok"]:
@@ -317,6 +416,33 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         serve(create_app(engine=engine), host, port)
 
     # ------------------------------------------------------------------------------------ benches
+    @bench_app.command("tamper")
+    def bench_tamper(
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Tamper suite: alter an evidence bundle (83 ways) and a station's data (43 ways), run `station
+        verify-bundle` / `station verify` on each and count what was caught; exit 1 if any alteration passed
+        or gave a traceback."""
+        from station.tamper import run_suite
+
+        with tempfile.TemporaryDirectory(prefix="station-tamper-") as d:
+            res = run_suite(Path(d))
+        bad = not res["controls_ok"] or any(res[k]["missed"] or res[k]["traceback"] for k in ("bundle", "database"))
+        if json_out:
+            cli._print_json(res)
+        else:
+            for kind in ("bundle", "database"):
+                r = res[kind]
+                cli.out.print(f"{kind} alterations: {r['tried']} tried, {r['caught'] + r['refused']} caught "
+                              f"({r['caught']} failed verification, {r['refused']} refused as unusable), "
+                              f"{r['missed']} missed, {r['traceback']} tracebacks", highlight=False)
+                for u in r["unexpected"]:
+                    cli.out.print(f"  [red]{u['result']}: {u['name']}: {u['message'][:200]}[/]", highlight=False)
+            if not res["controls_ok"]:
+                cli.out.print("  [red]the untouched bundle or store did not verify: the suite proves nothing[/]")
+        if bad:
+            raise typer.Exit(1)
+
     @bench_app.command("sync")
     def bench_sync(
         records: Annotated[int, typer.Option(min=1, help="records to sync")] = 10000,

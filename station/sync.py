@@ -7,11 +7,15 @@
   means the batch is sent again and counted once.
 - Exponential backoff with jitter between failed attempts; state (pending, last success, last error) is kept
   in the store so the CLI and the UI can show it.
+- The platform witnesses the station's signed tree head only when it extends the last one it holds: each
+  push with a head carries an RFC 9162 consistency proof from that head, whose copy the station keeps in its
+  sync state (``platform_head``, JSON: the last head the platform acknowledged).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import random
 import threading
@@ -24,6 +28,7 @@ import cv2
 import httpx
 import numpy as np
 
+from station.evidence import keep_acknowledged_head
 from station.records import DEFAULT_MIN_FREE_BYTES, PruneReport, StationStore, StoreError, utc_now
 
 API = "/api/v1"
@@ -32,9 +37,12 @@ API = "/api/v1"
 class SyncError(RuntimeError):
     """A sync attempt failed; ``transient`` says whether retrying later can help."""
 
-    def __init__(self, message: str, transient: bool = True) -> None:
+    def __init__(self, message: str, transient: bool = True, status: int | None = None,
+                 body: dict | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.status = status  # the platform's HTTP status, when it answered
+        self.body = body or {}  # and its JSON answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +192,15 @@ class SyncClient:
             raise SyncError(f"platform {self.settings.url} unreachable: {type(exc).__name__}: {exc}") from None
         if resp.status_code >= 400:
             try:
-                detail = resp.json().get("detail")
+                body = resp.json()
+                body = body if isinstance(body, dict) else {}
+                detail = body.get("detail")
             except ValueError:
-                detail = resp.text[:200]
+                body, detail = {}, resp.text[:200]
             transient = resp.status_code >= 500 or resp.status_code in (408, 429)
             hint = " (check sync.token)" if resp.status_code in (401, 403) else ""
-            raise SyncError(f"platform answered {resp.status_code} to {method} {path}: {detail}{hint}", transient)
+            raise SyncError(f"platform answered {resp.status_code} to {method} {path}: {detail}{hint}", transient,
+                            status=resp.status_code, body=body)
         return resp.json()
 
     # -------------------------------------------------------------- images
@@ -265,10 +276,46 @@ class SyncClient:
         if head is not None:
             body["head"] = head.to_json()
             body["public_key_pem"] = self.store.public_key_pem().decode()
-        res = self._call("POST", "/records/batch", json=body)
+            self._add_consistency(body, head, self._platform_head_size())
+        try:
+            res = self._call("POST", "/records/batch", json=body)
+        except SyncError as exc:
+            known = exc.body.get("platform_head") if exc.status == 409 else None
+            if head is None or not isinstance(known, dict) or exc.body.get("fork") or "tree_size" not in known:
+                raise
+            # The platform holds a head this station had not recorded (state lost, another sync process):
+            # prove consistency from that one instead, once.
+            self._save_platform_head(known)
+            self._add_consistency(body, head, int(known["tree_size"]))
+            res = self._call("POST", "/records/batch", json=body)
+        if isinstance(res.get("head"), dict):
+            self._save_platform_head(res["head"])
         self.store.mark_sent([r["record_id"] for r in records])
         return {"pushed": len(records), "created": res.get("created", 0), "existing": res.get("existing", 0),
                 "conflicts": res.get("conflicts", 0), "images": images}
+
+    def _platform_head_size(self) -> int | None:
+        try:
+            return int(json.loads(self.store.get_state("platform_head") or "null")["tree_size"])
+        except (TypeError, ValueError, KeyError):
+            return None
+
+    def _save_platform_head(self, head: dict) -> None:
+        self.store.set_state({"platform_head": json.dumps(head, sort_keys=True)})
+        keep_acknowledged_head(self.store.evidence.key, head, self.settings.url)  # a copy outside the database
+
+    def _add_consistency(self, body: dict, head, old_size: int | None) -> None:
+        """The proof that ``head`` extends the platform's last head of ``old_size`` (none needed when the
+        platform holds none, or holds this very size)."""
+        body.pop("consistency", None)
+        if old_size is None or not 0 < old_size < head.tree_size:
+            return
+        from station.evidence import all_leaves, consistency_proof
+
+        leaves = all_leaves(self.store.db)[:head.tree_size]
+        if len(leaves) == head.tree_size:
+            body["consistency"] = {"old_size": old_size,
+                                   "proof": [h.hex() for h in consistency_proof(old_size, leaves)]}
 
     def pull(self) -> dict:
         """RMAs and catalogue entries changed on the platform since the last pull."""

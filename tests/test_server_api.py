@@ -35,7 +35,8 @@ def platform(request, tmp_path):
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
     init_db(engine)
     tokens = {role: create_token(engine, role, subject) for role, subject in
-              (("station", "st-1"), ("inspector", "ina"), ("supervisor", "sue"), ("admin", "root"))}
+              (("station", "st-1"), ("supervisor", "sue"), ("admin", "root"))}
+    tokens["inspector"] = create_token(engine, "inspector", "ina", station_id="st-1")  # reads station st-1
     tokens["other_station"] = create_token(engine, "station", "st-2")
     with ServerThread(create_app(engine=engine)) as srv:
         clients = {k: httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {t}"}, timeout=30)
@@ -118,7 +119,8 @@ def test_images_must_hash_to_their_name(platform):
     bad = st.post("/api/v1/images/batch", json={"images": [{"sha256": "0" * 64,
                                                            "data_b64": base64.b64encode(data).decode()}]})
     assert bad.status_code == 422 and "does not hash" in bad.json()["detail"]
-    assert platform["inspector"].get(f"/api/v1/images/{sha}").content == data
+    assert platform["supervisor"].get(f"/api/v1/images/{sha}").content == data
+    assert platform["inspector"].get(f"/api/v1/images/{sha}").status_code == 404  # no record of its station has it
 
 
 @pytest.mark.parametrize("body", [

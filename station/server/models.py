@@ -4,8 +4,8 @@ tests/test_server_migrations.py fails until the migrations produce exactly this 
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, LargeBinary, String, Text, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 
 class Base(DeclarativeBase):
@@ -19,6 +19,9 @@ class Token(Base):
     subject: Mapped[str] = mapped_column(String(128))  # station id or user name
     created_at: Mapped[str] = mapped_column(String(40))
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The station whose records an inspector may read (a station token's is its subject); None: unscoped.
+    station_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[str | None] = mapped_column(String(40), nullable=True)  # UTC ISO 8601; None: never
 
 
 class Record(Base):
@@ -63,12 +66,31 @@ class RecordImage(Base):
 
 
 class Image(Base):
+    """A full image, content-addressed: it hashes to its name, so any station may send it."""
+
     __tablename__ = "images"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     size: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[str] = mapped_column(String(40))
+
+
+class Thumbnail(Base):
+    """A station's thumbnail of one of its images. Thumbnails are not content-checked (they are derived,
+    possibly blurred), so each station's is kept apart: one station can never replace another's."""
+
+    __tablename__ = "thumbnails"
+    station_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[str] = mapped_column(String(40))
+
+
+# Read-only, for counting and reports (``Image.thumbnail.is_not(None)``): a thumbnail of the image from some
+# station, not a column. The API serves thumbnails per station (``Thumbnail``), never through this.
+Image.thumbnail = column_property(
+    select(Thumbnail.thumbnail).where(Thumbnail.sha256 == Image.sha256).order_by(Thumbnail.received_at)
+    .limit(1).correlate_except(Thumbnail).scalar_subquery(), deferred=True)
 
 
 class RecordConflict(Base):
@@ -125,3 +147,22 @@ class CatalogueEntry(Base):
     liquid: Mapped[bool] = mapped_column(Boolean, default=False)
     seq: Mapped[int] = mapped_column(Integer, index=True)
 
+
+
+class TreeHeadConflict(Base):
+    """A validly signed head that does not extend the station's last witnessed head (a fork at the same size,
+    or a larger head without a valid consistency proof): refused with 409 and kept here, next to the head it
+    contradicts, as evidence."""
+
+    __tablename__ = "tree_head_conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station_id: Mapped[str] = mapped_column(String(64), index=True)
+    tree_size: Mapped[int] = mapped_column(Integer)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(32))
+    signature: Mapped[str] = mapped_column(String(128))
+    last_tree_size: Mapped[int] = mapped_column(Integer)  # the witnessed head it contradicts
+    last_root_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[str] = mapped_column(String(40))
