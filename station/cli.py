@@ -21,6 +21,25 @@ from rich.table import Table
 from station.config import ConfigError, StationConfig, load_config, validation_problems
 from station.domain import FINDING_KINDS, Finding, FindingSource, Frame, ReturnReason, ReturnRequest
 
+
+def _hide_flag_types() -> None:
+    """Flags take no value: typer (0.2x on click 8.2+) would show ``<bool>`` beside every one of them in --help."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - other typer versions
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flags_hidden", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._flags_hidden = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Returns inspection station.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Catalogue: list and import SKUs.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration checks.")
@@ -66,7 +85,10 @@ def _invoked_command(name: str) -> str:
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message naming a TOML section ("set [sync] url") is text, not rich markup to swallow
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -85,12 +107,21 @@ def _boot(cfg: StationConfig):
     from station.app import boot
     from station.records import StoreError
     from station.rules import RulesError
+    from station.config import data_dir_problem
     from vision.catalogue import CatalogueError
 
+    why = data_dir_problem(cfg.station.data_dir)
+    if why:
+        fail(f"data dir {cfg.station.data_dir}: {why}: pass --data-dir with a writable folder "
+             f"(or set station.data_dir)")
     try:
         return boot(cfg)
     except (ModelError, RulesError, CatalogueError, StoreError) as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. the sample catalogue or the image folder cannot be written
+        where = f" {exc.filename}" if exc.filename else ""
+        fail(f"cannot write{where}: {exc.strerror or exc}: check that the data dir {cfg.station.data_dir} "
+             f"is a writable folder (--data-dir or station.data_dir)")
 
 
 def _reason(value: str) -> ReturnReason:
@@ -176,7 +207,9 @@ def demo(
                 results.append((sim, res))
                 progress.advance(task)
                 if json_out:
-                    _print_json({"story": sim.story, **res.to_json()})
+                    miss = sim.mismatch(res.record.decision)
+                    _print_json({"story": sim.story, "as_story_says": miss is None,
+                                 "story_expects": sim.expect.describe() if sim.expect else None, **res.to_json()})
     finally:
         station.close()
     if json_out:
@@ -187,32 +220,42 @@ def demo(
         findings = ", ".join(_finding_label(f) for f in res.findings) or "-"
         liability = " ".join(f"{s.party.value} {s.share:.0%}" for s in d.liability)
         disp = d.disposition.value + (f" ({d.proposed_disposition.value})" if d.review else "")
+        # Whether the decision is what the story says happened to the item (a detector miss or false alarm
+        # shows here, in the open, instead of a table a reader has to check line by line).
+        miss = sim.mismatch(d)
+        told = "yes" if miss is None else f"[bold red]no[/]: {miss}"
         rows.append((sim.request.order_id, sim.request.sku, sim.story, findings, d.grade.value, disp, liability,
-                     str(res.record.lane), " ".join(d.rules_fired)))
+                     str(res.record.lane), " ".join(d.rules_fired), told))
     if out.width >= _DEMO_TABLE_WIDTH:
         table = Table(title=f"{len(results)} simulated returns", show_lines=False)
-        for col in ("order", "SKU", "what happened", "findings", "grade", "disposition", "liability", "lane", "rules"):
+        for col in ("order", "SKU", "what happened", "findings", "grade", "disposition", "liability", "lane", "rules",
+                    "as told"):
             table.add_column(col)
         for row in rows:
             table.add_row(*row)
         out.print(table)
     else:
-        # Nine columns do not fit a narrow terminal without cutting rule ids and SKUs mid-word: one block
+        # Ten columns do not fit a narrow terminal without cutting rule ids and SKUs mid-word: one block
         # per return instead, wrapped at spaces only.
         out.print(f"[bold]{len(results)} simulated returns[/]")
-        for order, sku, story, findings, grade, disp, liability, lane, rules in rows:
+        for order, sku, story, findings, grade, disp, liability, lane, rules, told in rows:
             out.print(f"\n[bold]{order}[/] {sku}: {story}")
             out.print(f"  findings: {findings}")
             out.print(f"  grade {grade}, {disp}, lane {lane}; liable: {liability}")
             out.print(f"  rules: {rules}")
+            out.print(f"  as the story says: {told}")
     grades: dict[str, int] = {}
     for _, res in results:
         grades[res.record.decision.grade.value] = grades.get(res.record.decision.grade.value, 0) + 1
     reviews = sum(r.record.decision.review for _, r in results)
+    told = [sim.mismatch(res.record.decision) is None for sim, res in results if sim.expect is not None]
     totals = [r.record.timings_ms for _, r in results]
     per_item = [sum(t.values()) for t in totals]
     out.print(f"grades: {dict(sorted(grades.items()))}  manual review: {reviews}  "
               f"median decision time: {statistics.median(per_item):.0f} ms per item ({len(cfg.station.views)} views)")
+    if told:
+        out.print(f"decided as the story says: {sum(told)} of {len(told)}" + (
+            "" if all(told) else " (the others are marked no, with what the story expected)"))
     out.print(f"database: {cfg.database_path()}" + ("" if chosen else
               " (demo records only: not the station's records, never synced)"))
 
@@ -511,36 +554,54 @@ def export(
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="station TOML file")]) -> None:
     """Validate a config file and every file it points to; print each problem with its path."""
+    from rich.markup import escape
+
     from models.onnx_yolo import ModelError, OnnxYoloDetector
-    from station.config import OnnxDetectorConfig
+    from station.config import configured_paths, data_dir_problem
     from station.rules import RuleSet, RulesError
+    from station.sync import FACE_BLUR_UNAVAILABLE, face_blur_available
     from vision.catalogue import Catalogue, CatalogueError
 
     try:
         cfg = load_config(file)
+        problems: list[str] = []
     except ConfigError as exc:
-        for p in exc.problems:
-            err.print(f"{file}: {p}", highlight=False, soft_wrap=True)
-        err.print(f"[bold red]{len(exc.problems)} problem(s)[/]")
-        raise typer.Exit(2)
-    problems = []
-    if cfg.rules.file is not None:
+        cfg, problems = None, list(exc.problems)
+    # The files it points to are checked even when the schema has errors: a missing model or rules file is
+    # one more thing to fix, not something to find after fixing the rest.
+    if cfg is not None:
+        paths = {"rules.file": cfg.rules.file, "catalogue.path": cfg.catalogue.path,
+                 "station.data_dir": cfg.station.data_dir}
+        from station.config import OnnxDetectorConfig
+
+        if isinstance(cfg.detector, OnnxDetectorConfig):
+            paths["detector.model"] = cfg.detector.model
+    else:
+        paths = configured_paths(file)
+    if paths.get("rules.file") is not None:
         try:
-            RuleSet.load(cfg.rules.file)
+            RuleSet.load(paths["rules.file"])
         except RulesError as exc:
             problems += [f"rules.file: {line}" for line in str(exc).splitlines()]
-    if cfg.catalogue.path is not None:
+    if paths.get("catalogue.path") is not None:
         try:
-            Catalogue.load(cfg.catalogue.path)
+            Catalogue.load(paths["catalogue.path"])
         except CatalogueError as exc:
             problems.append(f"catalogue.path: {exc}")
-    if isinstance(cfg.detector, OnnxDetectorConfig):
+    if paths.get("detector.model") is not None:
         try:
-            OnnxYoloDetector(cfg.detector.model).load()
+            OnnxYoloDetector(paths["detector.model"]).load()
         except ModelError as exc:
             problems.append(f"detector.model: {exc}")
+    if paths.get("station.data_dir") is not None:
+        why = data_dir_problem(paths["station.data_dir"])
+        if why:
+            problems.append(f"station.data_dir: {why}: the station keeps its database and images there; "
+                            f"point it at a writable folder")
+    if cfg is not None and cfg.sync.blur_faces and not face_blur_available():
+        problems.append(f"sync.blur_faces: {FACE_BLUR_UNAVAILABLE}")  # the station refuses to sync so
     for p in problems:
-        err.print(f"{file}: {p}", highlight=False, soft_wrap=True)
+        err.print(f"{escape(str(file))}: {escape(p)}", highlight=False, soft_wrap=True)
     if problems:
         err.print(f"[bold red]{len(problems)} problem(s)[/]")
         raise typer.Exit(2)

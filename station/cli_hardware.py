@@ -225,9 +225,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         protocol: Annotated[str, typer.Option(help="serial: the station protocol (docs/conveyor-protocol.md); "
                                               "modbus: a Modbus RTU slave (docs/conveyor-modbus.md)")] = "serial",
         slave: Annotated[int, typer.Option(min=1, max=247, help="Modbus slave id (--protocol modbus)")] = 1,
+        autostart: Annotated[bool, typer.Option(
+            "--autostart", help="run the belt at once instead of waiting for the station's start command "
+            "(items that pass before a station listens are neither inspected nor recorded)")] = False,
     ) -> None:
         """Run the conveyor simulator on a pty until Ctrl-C; faults are injected with SIM_FAULT frames (serial)
-        or the SIM_FAULT holding registers (modbus)."""
+        or the SIM_FAULT holding registers (modbus). The belt waits for the station to start it, as a line
+        under a station's control does, so no item passes the camera before `station run` is listening."""
         from hardware.simulator import ConveyorSimulator, LineGeometry
 
         if protocol not in ("serial", "modbus"):
@@ -242,14 +246,16 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             from hardware.modbus_sim import ModbusConveyorSimulator
 
             sim = ModbusConveyorSimulator(port, lambda: next(feed, None), LineGeometry(pitch_mm=pitch_mm),
-                                          time_scale=time_scale, seed=seed, slave=slave)
+                                          time_scale=time_scale, seed=seed, slave=slave, autostart=autostart)
         else:
             sim = ConveyorSimulator(port, lambda: next(feed, None), LineGeometry(pitch_mm=pitch_mm),
-                                    time_scale=time_scale, seed=seed)
+                                    time_scale=time_scale, seed=seed, autostart=autostart)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         sim.start()
-        err.print(f"{protocol} simulator on {port} -> {port.resolve()} (time scale {time_scale}); Ctrl-C to stop")
+        belt = "belt running" if autostart else "belt stopped until the station starts it"
+        err.print(f"{protocol} simulator on {port} -> {port.resolve()} (time scale {time_scale}, {belt}); "
+                  f"Ctrl-C to stop")
         try:
             while not stop.wait(0.2) and not sim.idle():
                 pass
@@ -296,8 +302,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         err.print(f"conveyor mode on {c.url}; events -> {log_path}; Ctrl-C to stop")
+        first = None  # the first item number this station saw (the table of items is pruned on long runs)
         try:
             while not stop.wait(0.2):
+                if first is None and mode.items:
+                    try:
+                        first = min(tuple(mode.items))
+                    except (RuntimeError, ValueError):  # the reader thread added one meanwhile: next turn
+                        pass
                 if max_items is not None and mode.stats.exited >= max_items:
                     break
         except KeyboardInterrupt:
@@ -306,7 +318,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             mode.stop()
             station.close()
         s = mode.stats
+        if first is None and mode.items:
+            first = min(tuple(mode.items))
+        if first is not None and first > 1:
+            # A line numbers its items from 1 when it starts: a first item numbered N means N-1 had already
+            # passed the camera before this station was listening (the belt was running before it connected).
+            err.print(f"the first item this station saw was #{first}: the {first - 1} before it passed before the "
+                      f"station was listening (the belt ran before `station run` connected), so they were not "
+                      f"inspected or recorded; let the station start the belt (`station sim-conveyor` without "
+                      f"--autostart)", highlight=False, soft_wrap=True)
         _print_json({"inspected": s.inspected, "exited": s.exited, "manual_review": s.exited_manual,
+                     "first_item_seq": first, "passed_before_station": max(0, (first or 1) - 1),
                      "not_inspected": s.not_inspected, "missed_triggers": s.missed_triggers,
                      "forced_review": s.forced_review, "record_overrides": s.overrides, "link_downs": s.link_downs,
                      "estops": s.estops, "jams": s.jams})

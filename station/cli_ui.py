@@ -101,6 +101,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         data_dir: DataDirOpt = None,
     ) -> None:
         """Add a user. The first user of a station needs no admin; later ones do."""
+        from station.records import StoreError
         from station.users import AuthError, PermissionDenied, UserStore
 
         cfg = _config(config, data_dir)
@@ -108,7 +109,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             with UserStore(cfg.station.data_dir / "users.db") as store:
                 by = store.authenticate(admin, admin_pin or "") if admin else None
                 user = store.add(username, role, pin, by=by)
-        except (AuthError, PermissionDenied, ValueError) as exc:
+        except (AuthError, PermissionDenied, ValueError, StoreError) as exc:
             fail(str(exc))
         typer.echo(f"added {user.username} ({user.role.value})")
 
@@ -117,7 +118,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """List active users and their roles (never PINs)."""
         from station.users import UserStore
 
+        from station.records import StoreError
+
         cfg = _config(config, data_dir)
-        with UserStore(cfg.station.data_dir / "users.db") as store:
-            for u in store.users():
-                typer.echo(f"{u.username}\t{u.role.value}")
+        try:
+            with UserStore(cfg.station.data_dir / "users.db") as store:
+                users = store.users()
+        except StoreError as exc:
+            fail(str(exc))
+        if not users:
+            typer.echo(f"no users yet in {cfg.station.data_dir / 'users.db'}: add the first (an admin) with "
+                       f"`station users add NAME --role admin`", err=True)
+            return
+        for u in users:
+            typer.echo(f"{u.username}\t{u.role.value}")

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from station.domain import Disposition
 
@@ -139,6 +139,13 @@ class QualityGateConfig(_Model):
     max_mean: float = Field(225.0, ge=0, le=255)
     max_clipped_share: float = Field(0.25, ge=0, le=1, description="share of pixels at 250+ (glare)")
 
+    @model_validator(mode="after")
+    def _mean_range(self) -> "QualityGateConfig":
+        if self.min_mean >= self.max_mean:  # every frame would be refused as too dark or too bright
+            raise ValueError(f"min_mean {self.min_mean:g} is not below max_mean {self.max_mean:g}: every frame would "
+                             f"be refused; keep min_mean < max_mean (defaults 35 and 225)")
+        return self
+
 
 class ComparerConfig(_Model):
     type: Literal["basic", "catalogue"] = Field("catalogue", description="basic: global colour cues only; "
@@ -149,6 +156,8 @@ class ComparerConfig(_Model):
     # false missing_part on 1 of 72 never-tuned-on items (docs/vision.md). The heat map stays available through
     # `station compare --heatmap` and the review queue, which compute it on demand.
     reference_difference: bool = Field(False, description="turn reference differences into missing_part findings")
+    unseen_damage: bool = Field(True, description="damage findings where a view differs from the SKU's good "
+                                "appearance (catalogue views and accepted returns; pretrained patch features)")
     identity_retrieval: bool = Field(True, description="identity also from the pretrained backbone's retrieval and "
                                                        "SIFT verification (models/weights/backbone.onnx)")
 
@@ -234,6 +243,17 @@ class StationSection(_Model):
     data_dir: Path = Field(default_factory=default_data_dir)
     views: list[str] = Field(default_factory=lambda: ["front", "side", "top"], min_length=1)
 
+    @field_validator("views")
+    @classmethod
+    def _views_once(cls, views: list[str]) -> list[str]:
+        blank = [i for i, v in enumerate(views) if not v.strip()]
+        if blank:
+            raise ValueError(f"view {blank[0]} has no name: name every view (e.g. front, side, top)")
+        twice = sorted({v for v in views if views.count(v) > 1})
+        if twice:  # a second capture of one view would silently replace the first
+            raise ValueError(f"{', '.join(twice)} listed twice: list each view once")
+        return views
+
 
 _DEFAULT_TYPES = {"camera": "synthetic", "conveyor": "simulated", "detector": "onnx"}
 
@@ -252,6 +272,23 @@ class StationConfig(_Model):
     sync: SyncConfig = SyncConfig()
     models: ModelsConfig = ModelsConfig()
     lanes: dict[Disposition, Annotated[int, Field(ge=0, le=63)]] = Field(default_factory=_default_lanes)
+
+    @field_validator("lanes")
+    @classmethod
+    def _one_disposition_per_lane(cls, lanes: dict[Disposition, int]) -> dict[Disposition, int]:
+        # An item diverted to a lane is handled as that lane's disposition: restock and scrap on one lane would
+        # restock scrap, anything on the manual-review lane would skip its review. Donate and recycle may share
+        # one (the outbound tote, as the defaults have it).
+        by_lane: dict[int, list[str]] = {}
+        for disposition, lane in lanes.items():
+            by_lane.setdefault(lane, []).append(Disposition(disposition).value)
+        shared = [(lane, names) for lane, names in sorted(by_lane.items())
+                  if len(names) > 1 and not set(names) <= {Disposition.DONATE.value, Disposition.RECYCLE.value}]
+        if shared:
+            lane, names = shared[0]
+            raise ValueError(f"{' and '.join(names)} share lane {lane}: give each disposition its own lane "
+                             f"(only donate and recycle may share one)")
+        return lanes
 
     @model_validator(mode="before")
     @classmethod
@@ -297,7 +334,9 @@ def validation_problems(exc: ValidationError) -> list[str]:
         loc = tuple(p for p in err["loc"] if p not in ("synthetic", "folder", "opencv", "simulated", "bench", "serial",
                                                        "modbus", "onnx"))
         msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "value_error" and err.get("ctx", {}).get("error") is not None:
+            msg = str(err["ctx"]["error"])  # our own validators' messages, without pydantic's "Value error, "
+        elif err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling and section)"
         elif err["type"] == "union_tag_invalid":
             given = err.get("input", {}).get("type") if isinstance(err.get("input"), dict) else err.get("input")
@@ -346,3 +385,49 @@ def _resolve_paths(cfg: StationConfig, base: Path) -> StationConfig:
     if isinstance(cfg.camera, FolderCameraConfig):
         updates["camera"] = cfg.camera.model_copy(update={"path": fix(cfg.camera.path)})
     return cfg.model_copy(update=updates)
+
+
+def data_dir_problem(path: Path) -> str | None:
+    """Why the station could not keep its data in ``path`` (a file in the way, no write permission), or None.
+    Checks without creating anything."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder" if probe != path else f"{path} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user" + ("" if probe == path else f" (to create {path} in it)")
+    return None
+
+
+def configured_paths(path: Path) -> dict[str, Path]:
+    """The files and folders a station TOML points to (dotted key -> path, relative ones resolved against the
+    file), read from the raw TOML so they can be checked even when the schema has errors. Keys left out get the
+    defaults that the station would use; an unreadable file gives {}."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    base = path.resolve().parent
+
+    def get(section: str, key: str) -> Any:
+        part = data.get(section)
+        return part.get(key) if isinstance(part, dict) else None
+
+    out: dict[str, Path] = {}
+    for section, key in (("rules", "file"), ("catalogue", "path"), ("station", "data_dir")):
+        value = get(section, key)
+        if isinstance(value, str) and value:
+            out[f"{section}.{key}"] = Path(value) if Path(value).is_absolute() else base / value
+    detector = data.get("detector")
+    if not isinstance(detector, dict) or detector.get("type", "onnx") == "onnx":
+        value = get("detector", "model")
+        if isinstance(value, str) and value:
+            out["detector.model"] = Path(value) if Path(value).is_absolute() else base / value
+        elif value is None:
+            out["detector.model"] = BUNDLED_MODEL
+    if "station.data_dir" not in out:
+        out["station.data_dir"] = default_data_dir()
+    return out

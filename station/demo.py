@@ -1,77 +1,166 @@
-"""Simulated returns for the demo and the benchmark: RMAs plus what is really in the parcel."""
+"""Simulated returns for the demo and the benchmark: RMAs plus what is really in the parcel.
+
+Each story says what was done to the item and what the station should therefore decide (``Expect``): the demo
+table shows, per return, whether the outcome is what the story says, and tests/test_demo.py holds the default
+demo to it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from station.domain import ReturnReason, ReturnRequest
+from station.domain import Decision, Disposition, Grade, Party, ReturnReason, ReturnRequest
 from vision.camera import StagedItem
 from vision.catalogue import SAMPLE_SKUS
 
 CARRIERS = ("sf-express", "yto", "zto", "jd-logistics")
 STREAMERS = ("live-lily", "host-wang", "studio-nine", None)
 
+R = ReturnReason
+G = Grade
+D = Disposition
+P = Party
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """What a story's title means for the decision: its grade, its disposition (``manual_review`` where a
+    supervisor must look, ``proposed`` then being what the station proposes), the rule ids that must fire and
+    the party that pays the most."""
+
+    grade: Grade
+    disposition: Disposition
+    rules: tuple[str, ...] = ()
+    liable: Party | None = None
+    proposed: Disposition | None = None
+
+    def mismatch(self, decision: Decision) -> str | None:
+        """None when ``decision`` is what the story says; else what differs, for a reader."""
+        wrong = []
+        if decision.grade != self.grade:
+            wrong.append(f"grade {self.grade.value}")
+        if decision.disposition != self.disposition:
+            wrong.append(self.disposition.value)
+        if self.proposed is not None and decision.proposed_disposition not in (self.proposed, None):
+            wrong.append(f"proposed {self.proposed.value}")
+        missing = [r for r in self.rules if r not in decision.rules_fired]
+        if missing:
+            wrong.append(" ".join(missing))
+        if self.liable is not None:
+            top = max(decision.liability, key=lambda s: s.share, default=None)
+            if top is None or top.party != self.liable:
+                wrong.append(f"{self.liable.value} liable")
+        return ("expected " + ", ".join(wrong)) if wrong else None
+
+    def describe(self) -> str:
+        disp = self.disposition.value + (f" ({self.proposed.value})" if self.proposed else "")
+        return f"{self.grade.value} {disp}" + (f", {self.liable.value} pays" if self.liable else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    title: str  # what was really done to the item, for the demo table
+    sku: str
+    reason: ReturnReason
+    defects: dict[str, tuple[str, ...]]
+    expect: Expect
+    # The rendering the default demo (seed 0) stages: one whose camera shots show what the title says (a
+    # clean item rendered clean, crumbs seen as crumbs). Other seeds render afresh, detector misses included.
+    render_seed: int
+    staged_sku: str | None = None  # what is really in the parcel, when it is not the SKU on the RMA
+    reuse_unit: bool = False  # the unit code of the previous return of this SKU
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatedReturn:
     request: ReturnRequest
     staged: StagedItem
-    story: str  # what was really done to the item, for the demo table
+    story: str  # the story's title
+    expect: Expect | None = field(default=None, compare=False)
+
+    def mismatch(self, decision: Decision) -> str | None:
+        return None if self.expect is None else self.expect.mismatch(decision)
 
 
-# (story, sku, reason, defects by view, staged sku override, reuse unit code)
-_STORIES: tuple[tuple[str, str, ReturnReason, dict[str, tuple[str, ...]], str | None, bool], ...] = (
-    ("unopened bottle, changed mind", "BTL-FEED-240", ReturnReason.NO_REASON_7DAY, {}, None, False),
-    ("bottle opened and used", "BTL-FEED-240", ReturnReason.QUALITY_ISSUE, {"front": ("seal_broken",)}, None, False),
-    ("car seat shell cracked", "SEAT-CAR-G1", ReturnReason.QUALITY_ISSUE, {"front": ("crack",)}, None, False),
-    ("car seat dented in transit", "SEAT-CAR-G1", ReturnReason.DAMAGED_IN_TRANSIT, {"side": ("dent",)}, None, False),
-    ("earbuds box crushed in transit", "GAD-EARBUD-X2", ReturnReason.DAMAGED_IN_TRANSIT,
-     {"front": ("package_damage",)}, None, False),
-    ("earbuds returned as new", "GAD-EARBUD-X2", ReturnReason.NO_REASON_7DAY, {}, None, False),
-    ("T-shirt worn and stained", "APP-TEE-M", ReturnReason.NOT_AS_DESCRIBED, {"front": ("stain",)}, None, False),
-    ("T-shirt torn", "APP-TEE-M", ReturnReason.QUALITY_ISSUE, {"front": ("tear",)}, None, False),
-    ("lotion leaking, seal intact", "COS-LOTION-200", ReturnReason.QUALITY_ISSUE, {"front": ("leak",)}, None, False),
-    ("lotion returned unopened", "COS-LOTION-200", ReturnReason.NO_REASON_7DAY, {}, None, False),
-    ("bear scuffed", "TOY-BEAR-S", ReturnReason.NO_REASON_7DAY, {"front": ("scratch",)}, None, False),
-    ("bear with crumbs", "TOY-BEAR-S", ReturnReason.QUALITY_ISSUE, {"front": ("foreign_object",)}, None, False),
-    ("bib worn", "CARE-BIB-01", ReturnReason.WRONG_SIZE, {"front": ("wear",)}, None, False),
-    ("kettle box seal cut", "HH-KETTLE-1L", ReturnReason.NO_REASON_7DAY, {"front": ("seal_broken",)}, None, False),
-    ("kettle swapped for a cheaper box", "HH-KETTLE-1L", ReturnReason.QUALITY_ISSUE, {}, "GAD-EARBUD-X2", False),
-    ("speaker scratched", "GAD-SPEAKER-M", ReturnReason.QUALITY_ISSUE, {"front": ("scratch",)}, None, False),
-    ("speaker screen cracked", "GAD-SPEAKER-M", ReturnReason.QUALITY_ISSUE, {"front": ("crack",)}, None, False),
-    ("same earbuds unit back again", "GAD-EARBUD-X2", ReturnReason.NO_REASON_7DAY, {}, None, True),
-    ("car seat swapped for a T-shirt", "SEAT-CAR-G1", ReturnReason.WRONG_ITEM, {}, "APP-TEE-M", False),
-    ("bottle unopened, wrong colour claim", "BTL-FEED-240", ReturnReason.COLOUR_DIFFERENCE, {}, None, False),
-    ("T-shirt fine, colour complaint", "APP-TEE-M", ReturnReason.COLOUR_DIFFERENCE, {}, None, False),
-    ("kettle box crushed, kettle dented", "HH-KETTLE-1L", ReturnReason.DAMAGED_IN_TRANSIT,
-     {"front": ("package_damage", "dent")}, None, False),
-    ("speaker returned unused", "GAD-SPEAKER-M", ReturnReason.NO_REASON_7DAY, {}, None, False),
-    ("lotion cap seal broken", "COS-LOTION-200", ReturnReason.NOT_AS_DESCRIBED, {"front": ("seal_broken",)}, None, False),
+STORIES: tuple[Story, ...] = (
+    Story("unopened bottle, changed mind", "BTL-FEED-240", R.NO_REASON_7DAY, {},
+          Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-NO-FAULT-RETURN"), P.CONSUMER), 1),
+    Story("bottle opened and used", "BTL-FEED-240", R.QUALITY_ISSUE, {"front": ("seal_broken",)},
+          Expect(G.D, D.SCRAP, ("CAT-INFANT-HYGIENE-OPENED",), P.CONSUMER), 2),
+    Story("car seat shell cracked", "SEAT-CAR-G1", R.QUALITY_ISSUE, {"front": ("crack",)},
+          Expect(G.D, D.SCRAP, ("CAT-SAFETY-CRACK-DENT",)), 1),
+    Story("car seat dented in transit", "SEAT-CAR-G1", R.DAMAGED_IN_TRANSIT, {"side": ("dent",)},
+          Expect(G.D, D.SCRAP, ("CAT-SAFETY-CRACK-DENT",)), 1960127676),
+    Story("earbuds box crushed in transit", "GAD-EARBUD-X2", R.DAMAGED_IN_TRANSIT, {"front": ("package_damage",)},
+          Expect(G.B, D.OPEN_BOX, ("L-TRANSIT-PACKAGE-ONLY",), P.CARRIER), 2084654370),
+    Story("earbuds returned as new", "GAD-EARBUD-X2", R.NO_REASON_7DAY, {},
+          Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-NO-FAULT-RETURN"), P.CONSUMER), 1167425779),
+    Story("T-shirt worn and stained", "APP-TEE-M", R.NOT_AS_DESCRIBED, {"front": ("stain",)},
+          Expect(G.C, D.REFURBISH, ("L-USE",), P.CONSUMER), 595598246),
+    Story("T-shirt torn", "APP-TEE-M", R.QUALITY_ISSUE, {"front": ("tear",)},
+          Expect(G.C, D.REFURBISH, ("G-REPAIR",)), 5880884),
+    Story("lotion leaking, seal intact", "COS-LOTION-200", R.QUALITY_ISSUE, {"front": ("leak",)},
+          Expect(G.D, D.SCRAP, ("CAT-LIQUID-LEAK", "L-MFG-SEALED"), P.BRAND), 1190382223),
+    Story("lotion returned unopened", "COS-LOTION-200", R.NO_REASON_7DAY, {},
+          Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-NO-FAULT-RETURN"), P.CONSUMER), 1566923139),
+    Story("bear scuffed", "TOY-BEAR-S", R.NO_REASON_7DAY, {"front": ("scratch",)},
+          Expect(G.B, D.OPEN_BOX, ("G-COSMETIC",)), 191741831),
+    Story("bear with crumbs", "TOY-BEAR-S", R.QUALITY_ISSUE, {"front": ("foreign_object",)},
+          Expect(G.B, D.OPEN_BOX, ("G-COSMETIC", "L-USE"), P.CONSUMER), 8),
+    Story("bib worn", "CARE-BIB-01", R.WRONG_SIZE, {"front": ("wear",)},
+          Expect(G.D, D.SCRAP, ("CAT-INFANT-HYGIENE-USED", "L-USE"), P.CONSUMER), 1033071480),
+    Story("kettle box seal cut", "HH-KETTLE-1L", R.NO_REASON_7DAY, {"front": ("seal_broken",)},
+          Expect(G.B, D.OPEN_BOX, ("G-OPENED",)), 60816030),
+    Story("kettle swapped for a cheaper box", "HH-KETTLE-1L", R.QUALITY_ISSUE, {},
+          Expect(G.D, D.MANUAL_REVIEW, ("G-WRONG-ITEM", "L-SWAP"), P.CONSUMER), 17790420, staged_sku="GAD-EARBUD-X2"),
+    Story("speaker scratched", "GAD-SPEAKER-M", R.QUALITY_ISSUE, {"front": ("scratch",)},
+          Expect(G.B, D.OPEN_BOX, ("G-COSMETIC",)), 1389828893),
+    Story("speaker screen cracked", "GAD-SPEAKER-M", R.QUALITY_ISSUE, {"front": ("crack",)},
+          Expect(G.D, D.RETURN_TO_VENDOR, ("G-BROKEN", "L-MFG-SEALED"), P.BRAND), 1640795442),
+    Story("same earbuds unit back again", "GAD-EARBUD-X2", R.NO_REASON_7DAY, {},
+          Expect(G.B, D.OPEN_BOX, ("CAT-UNIT-SEEN-BEFORE",)), 2141492030, reuse_unit=True),
+    Story("car seat swapped for a T-shirt", "SEAT-CAR-G1", R.WRONG_ITEM, {},
+          Expect(G.D, D.MANUAL_REVIEW, ("G-WRONG-ITEM", "L-SWAP"), P.CONSUMER), 815020182, staged_sku="APP-TEE-M"),
+    Story("bottle unopened, wrong colour claim", "BTL-FEED-240", R.COLOUR_DIFFERENCE, {},
+          Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-COLOUR-AS-CATALOGUE"), P.CONSUMER), 1),
+    Story("T-shirt fine, colour complaint", "APP-TEE-M", R.COLOUR_DIFFERENCE, {},
+          Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-COLOUR-AS-CATALOGUE"), P.CONSUMER), 1511830743),
+    Story("kettle box crushed, kettle dented", "HH-KETTLE-1L", R.DAMAGED_IN_TRANSIT, {"front": ("package_damage", "dent")},
+          Expect(G.C, D.REFURBISH, ("G-REPAIR", "L-TRANSIT-ALIGNED"), P.CARRIER), 16),
+    Story("speaker returned unused", "GAD-SPEAKER-M", R.NO_REASON_7DAY, {},
+          Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-NO-FAULT-RETURN"), P.CONSUMER), 1815655709),
+    Story("lotion cap seal broken", "COS-LOTION-200", R.NOT_AS_DESCRIBED, {"front": ("seal_broken",)},
+          Expect(G.C, D.REFURBISH, ("CAT-COSMETICS-OPENED",)), 1),
 )
 
 
 def simulated_returns(n: int, seed: int = 0, run: str = "") -> list[SimulatedReturn]:
     """``n`` returns cycling through the stories; unit codes are unique unless a story reuses one.
 
-    ``run`` tags order ids and unit codes, so a second demo run in the same database is not a second
-    return of the same units (which the station would rightly never grade A)."""
+    Seed 0 (the default demo) stages the first pass through the stories on their ``render_seed``; any other
+    seed, and later passes, render each parcel afresh from the seed. ``run`` tags order ids and unit codes, so
+    a second demo run in the same database is not a second return of the same units (which the station would
+    rightly never grade A)."""
     tag = f"{run}-" if run else ""
     rng = np.random.default_rng(seed)
     brands = {s.sku: s.brand for s in SAMPLE_SKUS}
     out: list[SimulatedReturn] = []
     last_unit: dict[str, str] = {}
     for i in range(n):
-        story, sku, reason, defects, staged_sku, reuse = _STORIES[i % len(_STORIES)]
-        unit = last_unit.get(sku) if reuse and sku in last_unit else f"U{tag}{seed:02d}{i:05d}"
+        story = STORIES[i % len(STORIES)]
+        sku = story.sku
+        unit = last_unit.get(sku) if story.reuse_unit and sku in last_unit else f"U{tag}{seed:02d}{i:05d}"
         last_unit[sku] = unit
         streamer = STREAMERS[int(rng.integers(0, len(STREAMERS)))]
         request = ReturnRequest(
-            order_id=f"ORD-{tag}{seed:02d}-{i:05d}", sku=sku, reason=reason, unit_code=unit,
+            order_id=f"ORD-{tag}{seed:02d}-{i:05d}", sku=sku, reason=story.reason, unit_code=unit,
             channel="live" if streamer else "shop", streamer=streamer, brand=brands[sku],
             carrier=CARRIERS[int(rng.integers(0, len(CARRIERS)))],
         )
-        staged = StagedItem(staged_sku or sku, defects, seed=int(rng.integers(0, 2**31)))
-        out.append(SimulatedReturn(request, staged, story))
+        render = int(rng.integers(0, 2**31))
+        pinned = seed == 0 and i < len(STORIES)
+        staged = StagedItem(story.staged_sku or sku, story.defects, seed=story.render_seed if pinned else render)
+        out.append(SimulatedReturn(request, staged, story.title, story.expect))
     return out

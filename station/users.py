@@ -34,6 +34,14 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+def parse_role(value: Role | str) -> Role:
+    """A role by name, or ValueError naming the valid ones."""
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValueError(f"unknown role {value!r}: use one of {', '.join(r.value for r in Role)}") from None
+
+
 class Permission(StrEnum):
     INSPECT = "inspect"
     OVERRIDE = "override"  # change the decision of an item that is not flagged
@@ -192,7 +200,7 @@ class UserStore(SqliteHandle):
             raise ValueError(f"user name {username!r}: use 1-32 letters, digits, '_', '.' or '-'")
         if not PIN_PATTERN.match(pin):
             raise ValueError("PIN must be 4 to 8 digits")
-        role = Role(role)
+        role = parse_role(role)
         try:
             self.db.execute(
                 "INSERT INTO station_users(username, role, display_name, pin_hash, created_at) VALUES (?,?,?,?,?)",

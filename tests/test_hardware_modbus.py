@@ -299,7 +299,7 @@ def test_sim_conveyor_cli_speaks_modbus(tmp_path):
     from station.cli import app
 
     port = tmp_path / "plc"
-    result = CliRunner().invoke(app, ["sim-conveyor", "--protocol", "modbus", "--port", str(port), "--items", "3",
+    result = CliRunner().invoke(app, ["sim-conveyor", "--protocol", "modbus", "--port", str(port), "--items", "3", "--autostart",
                                       "--time-scale", "20"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout[result.stdout.index("{"):])

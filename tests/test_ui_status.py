@@ -26,7 +26,7 @@ def test_status_bar_shows_sync_state_from_the_store(qtbot, data_dir):
         store.mark_sent([first.record_id])
         store.set_state({"last_success": "2026-03-01T08:30:00+00:00", "consecutive_failures": "0"})
     win.refresh_status()  # the timer does this every STATUS_MS; called here so the test need not wait
-    qtbot.waitUntil(lambda: "1 records pending" in win.sync.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "1 record pending" in win.sync.text(), timeout=WAIT_MS)
     assert "Sync: online" in win.sync.text() and "last success 03-01" in win.sync.text()
 
     with StationStore(data_dir / "station.db").open() as store:
@@ -37,7 +37,7 @@ def test_status_bar_shows_sync_state_from_the_store(qtbot, data_dir):
     win.ctx.set_user(User("sue", Role.SUPERVISOR))
     win.tabs.setCurrentWidget(win.dashboard)
     win.dashboard.refresh()
-    qtbot.waitUntil(lambda: "1 records pending" in win.dashboard.sync.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "1 record pending" in win.dashboard.sync.text(), timeout=WAIT_MS)
     assert win.dashboard.sync.text() == win.sync.text()
 
 

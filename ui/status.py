@@ -69,13 +69,15 @@ def sync_text(configured: bool, sync: SyncStatus | None) -> str:
     if not configured:
         state = tr("off (no platform configured)")
     elif sync.consecutive_failures:
-        state = tr("offline ({n} failed attempts)", n=sync.consecutive_failures)
+        state = tr("offline ({n} failed attempt)" if sync.consecutive_failures == 1 else
+                   "offline ({n} failed attempts)", n=sync.consecutive_failures)
     elif sync.last_success:
         state = tr("online")
     else:
         state = tr("not synced yet")
-    return tr("Sync: {state} · {n} records pending · last success {when}", state=state, n=sync.pending,
-              when=_when(sync.last_success))
+    text = ("Sync: {state} · {n} record pending · last success {when}" if sync.pending == 1 else
+            "Sync: {state} · {n} records pending · last success {when}")
+    return tr(text, state=state, n=sync.pending, when=_when(sync.last_success))
 
 
 def hardware_text(s: StationStatus | None) -> str:
