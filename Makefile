@@ -30,6 +30,7 @@ test: install
 bench: install
 	$(BIN)/station bench pipeline --items 100
 	$(BIN)/station bench catalogue --skus 10000
+	$(BIN)/station bench unseen
 	$(BIN)/station bench ui --items 24 --json
 	$(BIN)/station bench conveyor --minutes 10 --faults --json
 	$(BIN)/station bench sync --records 10000 --json
@@ -43,9 +44,12 @@ bench: install
 # Real photos (docs/identity.md, docs/real-data in README): git mirrors of the public sets, which CI cannot fetch.
 GROZI_MIRROR ?= /work/.mirror/dthiagarajan+grozi_tf/repo
 CHARTS_MIRROR ?= /work/.mirror/jarrelscy+ColorCheckerDetector/repo
+KOLEKTOR_MIRROR ?= /work/.mirror/stoy95536+KolektorSDD_Yolov8_Datasets/repo
+CANS_MIRROR ?= /work/.mirror/RogelioGarciaAlvarez+ML_Can_Defects/repo
 bench-real: install
 	$(BIN)/python -m vision.real_identity --mirror $(GROZI_MIRROR) --station
 	$(BIN)/python -m calibration.real_charts --mirror $(CHARTS_MIRROR)
+	$(BIN)/python -m vision.real_anomaly --kolektor $(KOLEKTOR_MIRROR) --cans $(CANS_MIRROR) --goods 10
 
 train-deps: install
 	$(BIN)/python -m pip install -e '.[train]'

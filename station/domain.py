@@ -15,6 +15,7 @@ DETECTOR_CLASSES: tuple[str, ...] = (
 class CatalogueFindingKind(StrEnum):
     WRONG_ITEM = "wrong_item"
     MISSING_PART = "missing_part"
+    DAMAGE = "damage"  # differs from the SKU's good appearance where no detector class says what it is
     COLOUR_MISMATCH = "colour_mismatch"
     SIZE_MISMATCH = "size_mismatch"
     UNIT_SEEN_BEFORE = "unit_seen_before"

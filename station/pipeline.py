@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -18,6 +19,8 @@ from station.rules import RulesEngine
 from vision.catalogue import Catalogue
 from vision.compare import Comparer, Comparison
 from vision.quality import QualityGate, QualityVerdict
+
+log = logging.getLogger(__name__)
 
 STAGES = ("quality", "detect", "compare", "history", "rules", "record", "route")
 
@@ -73,6 +76,7 @@ class InspectionResult:
             "delta_e00": None if self.comparison.delta_e00 is None else round(self.comparison.delta_e00, 3),
             # The stream's presentation against the catalogue, when the return carried one (else null).
             "presentation": self.comparison.details.get("presentation"),
+            "anomaly": self.comparison.details.get("anomaly"),
             "model_version": self.record.model_version,
             "timings_ms": self.record.timings_ms,
         }
@@ -83,6 +87,19 @@ def detections_to_findings(view: str, det: Detections) -> list[Finding]:
         Finding(name, float(s), FindingSource.DETECTOR, view, tuple(float(v) for v in box))
         for name, s, box in zip(det.names(), det.score, det.xyxy)
     ]
+
+
+def _overlap(a: tuple, b: tuple, margin: int = 8) -> bool:
+    return a[0] - margin < b[2] and b[0] - margin < a[2] and a[1] - margin < b[3] and b[1] - margin < a[3]
+
+
+def explained_damage_removed(catalogue: Sequence[Finding], detected: Sequence[Finding]) -> list[Finding]:
+    """Catalogue findings without the ``damage`` regions a detector finding of the same view already covers:
+    the detector names what it is (a scratch, a crack), and the unseen-damage rule is for what nothing named."""
+    named = [(f.view, f.box_xyxy) for f in detected if f.source == FindingSource.DETECTOR and f.box_xyxy is not None]
+    return [f for f in catalogue
+            if not (f.kind == "damage" and f.box_xyxy is not None
+                    and any(v == f.view and _overlap(f.box_xyxy, box) for v, box in named))]
 
 
 class InspectionPipeline:
@@ -97,6 +114,19 @@ class InspectionPipeline:
         self.router = router
         self.station_id = station_id
         self._seq = 0
+
+    def _learn_if_good(self, sku: str, record, comparison: Comparison, kept: tuple[Finding, ...]) -> None:
+        """A return restocked as new with no finding at all and no review joins its SKU's memory of good
+        appearance. Anything a rule or a person questioned stays out: a missed defect learnt as good would
+        hide the next one."""
+        learn = getattr(self.comparer, "learn_good", None)
+        d = record.decision
+        if learn is None or kept or d.review or d.grade.value != "A" or d.disposition != Disposition.RESTOCK:
+            return
+        try:
+            learn(sku, comparison, record.record_id)
+        except (OSError, ValueError) as exc:  # the decision stands; the memory just does not grow this time
+            log.warning("good appearance of %s not updated: %s", sku, exc)
 
     def inspect(self, request: ReturnRequest, frames: Sequence[Frame], operator: str | None = None,
                 item_seq: int | None = None, presentation: np.ndarray | None = None) -> InspectionResult:
@@ -123,7 +153,7 @@ class InspectionPipeline:
         lap("detect")
         comparison = self.comparer.compare(item, frames, presentation=presentation,
                                            colour_tolerance=self.rules.colour_tolerance(item.category))
-        findings += comparison.findings
+        findings += explained_damage_removed(comparison.findings, findings)
         lap("compare")
         seen = self.store.unit_seen_before(request.unit_code, excluding_order=request.order_id)
         if seen:
@@ -152,12 +182,15 @@ class InspectionPipeline:
                                                comparison.details.get("best_match_sku"))
         if "presentation" in comparison.details:  # ΔE00, presented and catalogue Lab, tolerance, mismatch
             measurements["presentation"] = comparison.details["presentation"]
+        if comparison.details.get("anomaly"):  # per view: peak, calibrated threshold and its source, regions
+            measurements["anomaly"] = comparison.details["anomaly"]
         record = record_from_parts(request, norm.kept, decision, lane, hashes, self.detector.version,
                                    self.station_id, timings, operator, measurements=measurements)
         self.store.append(record)
         link = getattr(self.detector, "link", None)  # a shadow model (models/shadow.py) names its disagreements
         if link is not None:
             link(record.record_id)
+        self._learn_if_good(request.sku, record, comparison, tuple(norm.kept))
         lap("record")
         self.router.send(seq, lane)
         lap("route")

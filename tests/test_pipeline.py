@@ -96,3 +96,17 @@ def test_unknown_sku_writes_nothing(station):
 def test_every_stage_is_timed(station):
     res = run(station, req("o8", "BTL-FEED-240"), StagedItem("BTL-FEED-240", {}, 7))
     assert set(res.record.timings_ms) == {"quality", "detect", "compare", "history", "rules", "record", "route"}
+
+
+def test_restocked_returns_grow_the_skus_good_appearance_and_questioned_ones_do_not(station, data_dir):
+    unseen = station.pipeline.comparer.unseen
+    assert unseen is not None  # on by default
+    res = run(station, req("o9", "APP-TEE-M", unit="U9"), StagedItem("APP-TEE-M", {}, 2))
+    assert res.record.decision.disposition == Disposition.RESTOCK and not res.findings
+    assert "anomaly" in res.comparison.details
+    learnt = list((data_dir / "good_appearance").rglob("*.npy"))
+    assert len(learnt) == len(station.config.station.views)
+    swapped = run(station, req("o10", "HH-KETTLE-1L", ReturnReason.QUALITY_ISSUE, unit="U10"),
+                  StagedItem("GAD-EARBUD-X2", {}, 1))
+    assert swapped.record.decision.review
+    assert len(list((data_dir / "good_appearance").rglob("*.npy"))) == len(learnt)

@@ -230,8 +230,14 @@ def test_every_shipped_rule_is_exercised():
     ids = {r.id for r in (*rules.grading, *rules.category, *rules.liability, *rules.disposition_rules)}
     covered = {c[-1] for c in GRADING_CASES + CATEGORY_CASES + LIABILITY_CASES}
     covered |= {"G-WRONG-ITEM", "G-NOT-AS-CATALOGUE", "D-RTV-BRAND-FAULT", "D-NO-DONATE-HYGIENE",
-                "L-COMPLAINT-NOT-SHOWN", "CAT-SAFETY-CLAIMED-DEFECT"}  # asserted in the dedicated tests
+                "L-COMPLAINT-NOT-SHOWN", "CAT-SAFETY-CLAIMED-DEFECT", "G-UNSEEN-DAMAGE"}  # in dedicated tests
     assert ids - covered == set()
+
+
+def test_unseen_damage_grades_c_and_goes_to_a_supervisor(engine):
+    d = decide(engine, "gadget", "no_reason_7day", [f("damage", 0.6, value=1.3)])
+    assert d.grade == Grade.C and d.review and d.disposition == Disposition.MANUAL_REVIEW
+    assert "G-UNSEEN-DAMAGE" in d.rules_fired and d.proposed_disposition != Disposition.RESTOCK
 
 
 def test_not_as_catalogue_and_brand_rtv(engine):

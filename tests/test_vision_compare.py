@@ -105,8 +105,11 @@ def test_cli_compare_json_and_heatmap(data_dir, tmp_path):
                                  "--data-dir", str(data_dir), str(img_path)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert set(out) == {"identity", "differences", "colour", "size_mm", "presentation", "timings_ms"}
+    assert set(out) == {"identity", "differences", "anomaly", "colour", "size_mm", "presentation", "timings_ms"}
     assert out["identity"]["match"] is True and out["colour"]["delta_e00"] < 3
+    # three catalogue views are no calibration: the map, and no region, with why
+    assert out["anomaly"]["calibration"]["source"] == "none" and out["anomaly"]["regions"] == []
+    assert "anomaly" in out["timings_ms"]
     h = cv2.imread(str(heat), cv2.IMREAD_UNCHANGED)
     assert h.dtype == np.uint8 and h.ndim == 2 and h.shape == (480, 640)
     swap = CliRunner().invoke(app, ["compare", "--json", "--sku", "HH-KETTLE-1L", "--data-dir", str(data_dir),

@@ -56,7 +56,7 @@ _NAMES: dict[str, dict[str, str]] = {
     "finding": {"scratch": "Scratch", "dent": "Dent", "crack": "Crack", "tear": "Tear", "stain": "Stain",
                 "leak": "Leak", "wear": "Wear", "seal_broken": "Seal broken", "package_damage": "Package damage",
                 "foreign_object": "Foreign object", "wrong_item": "Wrong item (swap)",
-                "missing_part": "Missing part", "colour_mismatch": "Colour mismatch",
+                "missing_part": "Missing part", "damage": "Unseen damage", "colour_mismatch": "Colour mismatch",
                 "size_mismatch": "Size mismatch", "unit_seen_before": "Unit seen before"},
     "role": {"inspector": "Inspector", "supervisor": "Supervisor", "admin": "Administrator"},
     "override": {"missed_defect": "Missed defect", "false_defect": "False defect", "wrong_grade": "Wrong grade",

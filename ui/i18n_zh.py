@@ -141,7 +141,7 @@ ZH: dict[str, str] = {
     "Consumer": "消费者", "Carrier": "承运商", "Platform": "平台",
     "Scratch": "划痕", "Dent": "凹陷", "Crack": "裂纹", "Tear": "破损撕裂", "Stain": "污渍", "Leak": "渗漏",
     "Wear": "使用磨损", "Seal broken": "封条破损", "Package damage": "包装破损", "Foreign object": "异物",
-    "Wrong item (swap)": "非原商品（调包）", "Missing part": "缺少部件", "Colour mismatch": "颜色不符",
+    "Wrong item (swap)": "非原商品（调包）", "Missing part": "缺少部件", "Unseen damage": "未知损伤", "Colour mismatch": "颜色不符",
     "Size mismatch": "尺寸不符", "Unit seen before": "单品曾被退回",
     "Inspector": "质检员", "Supervisor": "主管", "Administrator": "管理员",
     "Missed defect": "漏检缺陷", "False defect": "误报缺陷", "Wrong grade": "等级错误",
@@ -154,6 +154,7 @@ ZH: dict[str, str] = {
     # status bar and sync
     "never": "从未",
     "Sync: ...": "同步：……",
+    " · {v:.2f}x the SKU's good-appearance threshold": " · 为该 SKU 正常外观阈值的 {v:.2f} 倍",
     "off (no platform configured)": "关闭（未配置平台）",
     "offline ({n} failed attempts)": "离线（连续 {n} 次失败）",
     "offline ({n} failed attempt)": "离线（连续 {n} 次失败）",

@@ -389,6 +389,8 @@ class QueuePage(QWidget):
                 extra = " · " + tr("identity score {v:.2f}", v=f["value"])
             elif f["kind"] == "colour_mismatch" and "value" in f:
                 extra = f" · ΔE00 {f['value']:.1f}"
+            elif f["kind"] == "damage" and "value" in f:
+                extra = tr(" · {v:.2f}x the SKU's good-appearance threshold", v=f["value"])
             where = f" ({name('view', f['view'])})" if f.get("view") else ""
             lines.append(f"{name('finding', f['kind'])} {f['score']:.2f}{where}{extra}")
         self.ev_measure.setText("\n".join(lines) or tr("No findings"))

@@ -27,6 +27,9 @@ class Comparison:
     delta_e00: float | None
     measured_lab: tuple[float, float, float] | None
     details: dict = field(default_factory=dict)
+    # The outlined views (image, product mask) as compared: what an accepted return adds to its SKU's memory
+    # of good appearance. Not part of the JSON.
+    outlined_views: tuple = field(default=(), repr=False, compare=False)
 
     def to_json(self) -> dict:
         return {"identity": {"score": round(self.identity_score, 4)},
@@ -392,8 +395,9 @@ class CatalogueComparer:
     def __init__(self, catalogue: Catalogue, identity_threshold: float = 0.9, bench_grey: float = 200.0,
                  shortlist: int = 3, mm_per_px: float | None = None, size_tolerance: float = 0.05,
                  colour_correction=None, difference: bool = True, min_inliers: float = 25.0,
-                 intrinsics=None, retrieval: bool = True) -> None:
+                 intrinsics=None, retrieval: bool = True, unseen=None) -> None:
         self.catalogue = catalogue
+        self.unseen = unseen  # vision.unseen.UnseenDamage: damage regions against the SKU's good appearance
         self.identity_threshold = identity_threshold
         self.bench_grey = bench_grey
         self.shortlist = shortlist
@@ -630,6 +634,22 @@ class CatalogueComparer:
                                                     region.box_xyxy, value=round(region.area_share, 4),
                                                     detail=f"{region.area_share:.0%} of the reference outline absent"))
                 details["differences"] = diffs
+            if self.unseen is not None and identity >= self.identity_threshold:
+                # Against the claimed SKU's good appearance only when it is that SKU: another product's
+                # memory would call the whole item damaged.
+                anomalies = []
+                for q in outlined:
+                    va = self.unseen.score_view(item.sku, q.image, q.mask, q.view)
+                    if va is None:
+                        continue
+                    anomalies.append(va.to_json())
+                    for r in va.regions:
+                        findings.append(Finding("damage", round(min(1.0, 0.5 + 0.5 * (r.score - 1.0)), 4),
+                                                FindingSource.CATALOGUE, q.view, r.box_xyxy, value=round(r.score, 4),
+                                                detail=f"differs from {item.sku}'s good appearance: "
+                                                       f"{r.score:.2f}x the threshold over {r.area_share:.1%} of "
+                                                       f"the product ({va.calibration.source} calibration)"))
+                details["anomaly"] = anomalies
             size = self.size_of(outlined[0].mask) if self.mm_per_px and outlined else None
             if size is not None:
                 details["size_mm"] = size
@@ -645,7 +665,14 @@ class CatalogueComparer:
         if presentation is not None:
             pres = self.presentation(presentation, item.sku, colour_tolerance)
             _add_presentation(pres, findings, details)
-        return Comparison(tuple(findings), identity, delta_e, measured, details)
+        outlined_views = tuple((q.image, q.mask) for q in views if q.segmented) if views else ()
+        return Comparison(tuple(findings), identity, delta_e, measured, details, outlined_views)
+
+    def learn_good(self, sku: str, comparison: Comparison, source: str) -> int:
+        """An accepted-good return's views join its SKU's memory of good appearance (see vision.unseen)."""
+        if self.unseen is None or not comparison.outlined_views:
+            return 0
+        return self.unseen.learn_good(sku, list(comparison.outlined_views), source)
 
     def difference_for(self, q: QueryView, sku: str, ev: SkuEvidence | None = None):
         """Align this view to its most similar reference view of ``sku`` and find what differs."""
@@ -694,6 +721,10 @@ def view_heatmap(comparer: "CatalogueComparer", image: np.ndarray, sku: str, vie
         return ViewHeatmap(HeatmapStatus.NO_ITEM)
     if not q.segmented:
         return ViewHeatmap(HeatmapStatus.NO_OUTLINE)
+    if comparer.unseen is not None:  # the map of what differs from the SKU's good appearance
+        va = comparer.unseen.score_view(sku, q.image, q.mask, view)
+        if va is not None:
+            return ViewHeatmap(HeatmapStatus.OK, va.heatmap, va.regions)
     diff = comparer.difference_for(q, sku)
     if diff is None:
         return ViewHeatmap(HeatmapStatus.NOT_ALIGNED)

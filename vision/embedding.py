@@ -90,14 +90,22 @@ class Backbone:
 
     def patch_features(self, bgr: np.ndarray) -> np.ndarray:
         """(28, 28, 152) float32: the stride-8 map (40 ch) beside the stride-16 map (112 ch) upsampled to it,
-        each locally averaged over 3x3 (PatchCore's neighbourhood aggregation)."""
-        _, _, s8, s16 = self._run(to_input(bgr)[None])
-        a = s8[0].transpose(1, 2, 0)
-        b = cv2.resize(s16[0].transpose(1, 2, 0), (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
-        feats = np.concatenate([a, b], axis=2).astype(np.float32)
-        padded = np.pad(feats, ((1, 1), (1, 1), (0, 0)), mode="edge")
-        h, w = feats.shape[:2]
-        return sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0
+        each locally averaged over 3x3 (PatchCore's neighbourhood aggregation). The image is padded to a
+        square with mid grey first, as for the embedding."""
+        return self.patch_features_many([to_input(bgr)])[0]
+
+    def patch_features_many(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """``patch_features`` of several already-preprocessed (3, 224, 224) inputs in one run."""
+        _, _, s8, s16 = self._run(np.stack(inputs))
+        out = []
+        for a, b in zip(s8, s16):
+            a = a.transpose(1, 2, 0)
+            b = cv2.resize(b.transpose(1, 2, 0), (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
+            feats = np.concatenate([a, b], axis=2).astype(np.float32)
+            padded = np.pad(feats, ((1, 1), (1, 1), (0, 0)), mode="edge")
+            h, w = feats.shape[:2]
+            out.append(sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)) / 9.0)
+        return out
 
 
 _DEFAULT: Backbone | None = None

@@ -400,3 +400,49 @@ def bench_identity_scale(sizes: tuple[int, ...] = (100, 10_000), views_per_sku: 
                     "p95_ms": round(float(np.percentile(times, 95)), 1),
                     "index_mb": round(index.matrix.nbytes / 2**20, 1)})
     return out
+
+
+def unseen_damage_synthetic(catalogue_root: Path, learn: int = 3, genuine: int = 6,
+                            defects: tuple[str, ...] = ("crack", "dent", "stain", "tear", "scratch", "wear"),
+                            camera_seed: int = 7, size: tuple[int, int] = (640, 480)) -> dict:
+    """The station's unseen-damage check (vision.unseen) on generated items of the sample catalogue: each SKU's
+    memory is its three catalogue views plus ``learn`` accepted genuine items (seeds 100+); then ``genuine``
+    fresh genuine items (seeds 200+, never learnt) count false ``damage`` findings, and one item per defect
+    kind, painted on the front view (seeds 300+), counts the defects found there. Generated images only: the
+    real-photo figures come from vision.real_anomaly."""
+    from vision.camera import StagedItem, SyntheticCamera
+    from vision.compare import CatalogueComparer
+    from vision.unseen import UnseenDamage
+
+    cat = build_catalogue(catalogue_root, SAMPLE_SKUS)
+    unseen = UnseenDamage(cat)
+    cmp = CatalogueComparer(cat, difference=False, unseen=unseen)
+    cam = SyntheticCamera(size[0], size[1], camera_seed)
+
+    def compare(sku, found, seed):
+        cam.stage(StagedItem(sku, found, seed))
+        return cmp.compare(cat.get(sku), [cam.capture(v) for v in SAMPLE_VIEWS])
+
+    false, caught, per_kind, times, sources = [], 0, {d: 0 for d in defects}, [], {}
+    for s in SAMPLE_SKUS:
+        for seed in range(100, 100 + learn):
+            cmp.learn_good(s.sku, compare(s.sku, {}, seed), f"seed-{seed}")
+        sources[s.sku] = unseen.calibration(s.sku).source
+        for seed in range(200, 200 + genuine):
+            t = time.perf_counter()
+            res = compare(s.sku, {}, seed)
+            times.append((time.perf_counter() - t) * 1000)
+            views = sorted({f.view for f in res.findings if f.kind == "damage"})
+            if views:
+                false.append({"sku": s.sku, "seed": seed, "views": views})
+        for seed, kind in enumerate(defects, start=300):
+            res = compare(s.sku, {"front": (kind,)}, seed)
+            if any(f.kind == "damage" and f.view == "front" for f in res.findings):
+                caught += 1
+                per_kind[kind] += 1
+    n_genuine, n_defects = len(SAMPLE_SKUS) * genuine, len(SAMPLE_SKUS) * len(defects)
+    return {"skus": len(SAMPLE_SKUS), "learnt_items_per_sku": learn, "calibration": sources,
+            "genuine_items": n_genuine, "false_damage_items": len(false), "false_damage_rate": round(len(false) / n_genuine, 4),
+            "defect_items": n_defects, "defects_found": caught, "found_rate": round(caught / n_defects, 4),
+            "found_per_kind": per_kind, "false": false,
+            "compare_ms_p50": round(float(np.median(times)), 1)}
