@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
+# the same as calibration.camera_id in the station config: a camera id is part of a file name, never a path
+_CAMERA_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class ProfileError(ValueError):
+    """A camera id that cannot name a profile file (``bench/../../x`` would write outside the calibration folder)."""
+
 
 def profile_path(data_dir: Path, kind: str, camera_id: str) -> Path:
+    if not isinstance(camera_id, str) or not _CAMERA_ID.fullmatch(camera_id):
+        raise ProfileError(f"camera id {camera_id!r} is not a camera id: use 1 to 64 letters, digits, '_', '.' "
+                           "or '-' (no '/'), e.g. --camera-id cam0")
     return Path(data_dir) / "calibration" / f"{kind}_{camera_id}.json"
 
 

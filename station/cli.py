@@ -5,6 +5,7 @@ Exit codes: 0 done / decided, 1 internal failure, 2 bad input (the message says 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperGroup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
@@ -40,7 +42,23 @@ def _hide_flag_types() -> None:
 
 
 _hide_flag_types()
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Returns inspection station.")
+
+
+class _StationGroup(TyperGroup):
+    """The top-level command group: a calibration profile asked for under a camera id that is a path
+    (``--camera-id bench/../../x``, refused by calibration.profiles before anything is written) is bad input
+    on every command that takes a camera id: one line and exit 2, not a traceback."""
+
+    def invoke(self, ctx):
+        from calibration.profiles import ProfileError
+
+        try:
+            return super().invoke(ctx)
+        except ProfileError as exc:
+            fail(str(exc))
+
+
+app = typer.Typer(cls=_StationGroup, add_completion=False, no_args_is_help=True, help="Returns inspection station.")
 catalogue_app = typer.Typer(no_args_is_help=True, help="Catalogue: list and import SKUs.")
 config_app = typer.Typer(no_args_is_help=True, help="Configuration checks.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks.")
@@ -289,6 +307,12 @@ def inspect(
         if twice:
             raise BadInput(f"view(s) {', '.join(twice)} given twice: pass each view's image once")
         frames = [Frame(read_image(path), path.stem, str(path), path.stat().st_mtime) for path in images]
+        # ... and one photo under two view names (a link, a copy) would be judged as two views of the item
+        seen: dict[bytes, Path] = {}
+        for path in images:
+            first = seen.setdefault(hashlib.sha256(path.read_bytes()).digest(), path)
+            if first is not path:
+                raise BadInput(f"{first} and {path} are the same image: pass a photo of each view")
         shown = read_image(presentation, "presentation image") if presentation is not None else None
     except BadInput as exc:
         fail(str(exc))
@@ -443,43 +467,51 @@ def catalogue_import(
     """Validate a catalogue folder and copy it into the station's data directory as the active catalogue."""
     import shutil
 
-    from vision.catalogue import Catalogue, CatalogueError
-
-    cfg = _config(config, data_dir)
-    try:
-        cat = Catalogue.load(directory)
-    except CatalogueError as exc:
-        fail(str(exc))
     from rich.progress import Progress
 
     from station.app import imported_catalogue_dir
+    from vision.catalogue import CatalogueError, stage_import
     from vision.compare import usable_outline, segment_item
     from vision.embedding import BackboneError
     from vision.features import CACHE_DIR
     from vision.identity import INDEX_FILE, build_catalogue_index
 
+    cfg = _config(config, data_dir)
     dest = imported_catalogue_dir(cfg)
     staging = cfg.station.data_dir / "catalogue.importing"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(directory, staging)
-    staged = Catalogue.load(staging)  # the copy must load too before it replaces the active one
-    previous = dest / CACHE_DIR / INDEX_FILE
-    if previous.is_file() and not (staging / CACHE_DIR / INDEX_FILE).exists():
-        # Embeddings are keyed by image hash: views already indexed are not embedded again.
-        (staging / CACHE_DIR).mkdir(exist_ok=True)
-        shutil.copy2(previous, staging / CACHE_DIR / INDEX_FILE)
-    views = sum(len(i.reference_images) for i in staged.items.values())
+    replaced = cfg.station.data_dir / "catalogue.replaced"
+    for leftover in (staging, replaced):  # from an import that was killed
+        if leftover.is_symlink() or leftover.is_file():
+            leftover.unlink()
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
+        # Only catalogue.csv and the images it names are copied, each checked (no links, fifos or devices, no
+        # path out of the folder, decodable, bounded pixels); on any refusal nothing is left behind.
+        staged = stage_import(directory, staging)
+        previous = dest / CACHE_DIR / INDEX_FILE
+        if previous.is_file() and not previous.is_symlink():
+            # Embeddings are keyed by image hash: views already indexed are not embedded again.
+            (staging / CACHE_DIR).mkdir(exist_ok=True)
+            shutil.copy2(previous, staging / CACHE_DIR / INDEX_FILE)
+        views = sum(len(i.reference_images) for i in staged.items.values())
         with Progress(console=out, transient=True) as bar:
             task = bar.add_task("indexing catalogue views", total=views)
             _, embedded = build_catalogue_index(staged, segment=lambda img: usable_outline(segment_item(img)[0]),
                                                 progress=lambda: bar.advance(task))
-    except BackboneError as exc:
+        if dest.exists():
+            dest.rename(replaced)  # renames, not a copy: the active catalogue is never half-written
+        staging.rename(dest)
+    except (CatalogueError, BackboneError, OSError) as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        fail(str(exc))
-    if dest.exists():
-        shutil.rmtree(dest)
-    staging.rename(dest)
+        if replaced.exists() and not dest.exists():
+            replaced.rename(dest)
+        fail(str(exc) if not isinstance(exc, OSError) else f"cannot import the catalogue into {dest}: "
+             f"{exc.strerror or exc}; the active catalogue is unchanged")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(replaced, ignore_errors=True)
+    cat = staged
     where = ("" if cfg.catalogue.path is None else
              f"; the config's catalogue.path ({cfg.catalogue.path}) still points elsewhere: remove it to use this one")
     out.print(f"imported {len(cat)} SKUs ({views} views, {embedded} newly indexed) into {dest}: the station uses "
@@ -533,7 +565,12 @@ def export(
 
     if fmt not in ("csv", "jsonl"):
         fail(f"unknown format {fmt!r}: use csv or jsonl")
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        why = ("it is a folder" if output.is_dir() else f"{output.parent} is a file, not a folder"
+               if output.parent.exists() else f"folder {output.parent} does not exist")
+        fail(f"cannot write {output}: {why}: pass --out FILE in an existing folder (e.g. records.{fmt})")
     cfg = _config(config, data_dir)
+    tmp = None
     try:
         with StationStore(cfg.database_path()) as store:
             if output is None:
@@ -544,7 +581,11 @@ def export(
                     n = export_rows(store.rows(), fmt, fh)
                 tmp.replace(output)
     except (StoreError, OSError) as exc:
-        fail(str(exc))
+        if tmp is not None:  # a failed export leaves no half-written copy of every record behind
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, StoreError) or output is None:
+            fail(str(exc))
+        fail(f"cannot write {output}: {exc.strerror or exc}: pass --out FILE in an existing, writable folder")
     err.print(f"exported {n} records")
 
 
@@ -759,13 +800,11 @@ def bench_pipeline(
     from station.demo import simulated_returns
     from station.pipeline import STAGES
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = _config(None, data_dir or Path(tmp))
+    def measure(cfg) -> dict[str, list[float]]:
         station = _boot(cfg)
-        returns = simulated_returns(items, seed=1)
         timings: dict[str, list[float]] = {s: [] for s in (*STAGES, "capture")}
         try:
-            for i, sim in enumerate(returns):
+            for i, sim in enumerate(simulated_returns(items, seed=1)):
                 station.camera.stage(sim.staged)
                 t0 = time.perf_counter()
                 frames = [station.camera.capture(v) for v in cfg.station.views]
@@ -775,6 +814,18 @@ def bench_pipeline(
                     timings[s].append(res.record.timings_ms.get(s, 0.0))
         finally:
             station.close()
+        return timings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = _config(None, data_dir or Path(tmp) / "station")
+        timings = measure(cfg)
+        baseline = None
+        if cfg.comparer.unseen_damage:
+            # Side by side in one run: the same items with the unseen-damage check off, in a data dir of its own.
+            off = cfg.model_copy(update={"comparer": cfg.comparer.model_copy(update={"unseen_damage": False}),
+                                         "station": cfg.station.model_copy(update={"data_dir": Path(tmp) / "off"})})
+            base = measure(off)
+            baseline = [sum(base[s][i] for s in STAGES) for i in range(items)]
 
     def pct(xs: list[float], q: float) -> float:
         xs = sorted(xs)
@@ -790,6 +841,8 @@ def bench_pipeline(
         "decision_ms": {"p50": round(pct(per_item, 0.5), 2), "p95": round(pct(per_item, 0.95), 2)},
         "synthetic_capture_ms": {"p50": round(pct(timings["capture"], 0.5), 2)},
     }
+    if baseline is not None:
+        report["without_unseen_damage_ms"] = {"p50": round(pct(baseline, 0.5), 2), "p95": round(pct(baseline, 0.95), 2)}
     if json_out:
         _print_json(report)
         return
@@ -799,6 +852,9 @@ def bench_pipeline(
     for s, v in report["stages"].items():
         table.add_row(s, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['share']:.1%}")
     table.add_row("decision", f"{report['decision_ms']['p50']:.1f}", f"{report['decision_ms']['p95']:.1f}", "100%")
+    if baseline is not None:
+        b = report["without_unseen_damage_ms"]
+        table.add_row("decision, unseen damage off", f"{b['p50']:.1f}", f"{b['p95']:.1f}", "")
     out.print(table)
 
 

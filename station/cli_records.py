@@ -327,6 +327,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """Push the outbox to the platform and pull RMAs/catalogue updates (forever, or --once)."""
         import threading
 
+        from rich.markup import escape
+
         from station.sync import SyncClient, SyncError, read_status
 
         cfg = cli._config(config, data_dir)
@@ -337,8 +339,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 if json_out:
                     cli._print_json(st)
                 else:
+                    # escaped: a stored error naming a TOML section ("set [sync] token") is text, not markup
                     cli.out.print(f"pending {st['pending']}, last success {st['last_success'] or 'never'}, "
-                                  f"last error {st['last_error'] or '-'}")
+                                  f"last error {escape(st['last_error'] or '-')}", highlight=False)
                 return
             settings = _sync_settings(cfg, url, token)
             client = SyncClient(store, settings)
@@ -373,7 +376,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 cli.out.print(f"pushed {res['pushed']} record(s) ({res['created']} new), {res['images']} image(s); "
                               f"pending {st['pending']}")
             else:
-                cli.err.print(f"[bold red]sync failed:[/] {error} ({st['pending']} pending; retry later)",
+                cli.err.print(f"[bold red]sync failed:[/] {escape(error)} ({st['pending']} pending; retry later)",
                               highlight=False)
             if error is not None:
                 raise typer.Exit(1)

@@ -94,7 +94,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         username: Annotated[str, typer.Argument()],
         role: Annotated[str, typer.Option(help="inspector, supervisor or admin")],
         pin: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
-                                         help="4-8 digits (prompted when left out)")],
+                                         help="4-12 digits (prompted when left out)")],
         admin: Annotated[Optional[str], typer.Option(help="admin user who authorises (not for the first user)")] = None,
         admin_pin: Annotated[Optional[str], typer.Option(envvar="STATION_ADMIN_PIN", help="that admin's PIN")] = None,
         config: ConfigOpt = None,
@@ -112,6 +112,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         except (AuthError, PermissionDenied, ValueError, StoreError) as exc:
             fail(str(exc))
         typer.echo(f"added {user.username} ({user.role.value})")
+
+    @users_app.command("unlock")
+    def users_unlock(
+        username: Annotated[str, typer.Argument(help="user locked out after wrong PINs")],
+        admin: Annotated[str, typer.Option(help="admin user who authorises")],
+        admin_pin: Annotated[Optional[str], typer.Option(envvar="STATION_ADMIN_PIN", help="that admin's PIN")] = None,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Lift a lockout after too many wrong PINs (it also ends by itself after a few minutes)."""
+        from station.records import StoreError
+        from station.users import AuthError, PermissionDenied, UserStore
+
+        cfg = _config(config, data_dir)
+        try:
+            with UserStore(cfg.station.data_dir / "users.db") as store:
+                store.unlock(username, by=store.authenticate(admin, admin_pin or ""))
+        except (AuthError, PermissionDenied, ValueError, StoreError) as exc:
+            fail(str(exc))
+        typer.echo(f"unlocked {username}")
 
     @users_app.command("list")
     def users_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:

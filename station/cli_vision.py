@@ -29,6 +29,8 @@ def _report(out: dict, json_out: bool, lines: list[str]) -> None:
         return
     for line in lines:
         typer.echo(line)
+    if out.get("saved_to"):
+        typer.echo(f"saved to {out['saved_to']}")
     for warning in out["warnings"]:
         typer.echo(f"warning: {warning}")
 
@@ -77,8 +79,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             item = cat.get(sku)
         except (CatalogueError, UnknownSkuError) as exc:
             fail(str(exc))
+        unseen = None
+        if cfg.comparer.unseen_damage:
+            from vision.unseen import UnseenDamage
+
+            # the station's memory of good appearance, accepted returns included (read, never grown here)
+            unseen = UnseenDamage(cat, goods_dir=cfg.station.data_dir / "good_appearance")
         cmp = CatalogueComparer(cat, cfg.comparer.identity_threshold, cfg.comparer.bench_grey, mm_per_px=mm_per_px,
-                                retrieval=cfg.comparer.identity_retrieval)
+                                retrieval=cfg.comparer.identity_retrieval, unseen=unseen)
         timings = {"load": (time.perf_counter() - t0) * 1000}
         t = time.perf_counter()
         q = cmp.prepare(img, "cli")
@@ -112,6 +120,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 heat = diff.heatmap
                 result["differences"] = [r.to_json() for r in diff.regions]
             timings["difference"] = (time.perf_counter() - t) * 1000
+            if getattr(cmp, "unseen", None) is not None:
+                t = time.perf_counter()
+                va = cmp.unseen.score_view(sku, q.image, q.mask, q.view)
+                if va is not None:
+                    # {"view", "peak", "calibration": {threshold, source, images, detail}, "regions": [...]}
+                    result["anomaly"] = va.to_json()
+                    if va.calibration.threshold is not None:  # else the reference difference's map stays
+                        heat = va.heatmap  # what differs from the SKU's good appearance (0.5 = threshold)
+                timings["anomaly"] = (time.perf_counter() - t) * 1000
             lab = q.features.lab
             result["colour"]["lab"] = [round(float(v), 2) for v in lab]
             if item.reference_lab is not None:
@@ -127,13 +144,18 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                                               item.dimensions_mm.height), 4)
                 result["size_mm"] = size
         if heatmap is not None:
+            # No folders made up from a typo (/nonexistent/h.png): the folder must exist, and the file must be
+            # there afterwards (cv2.imwrite can return True without writing, or raise on an unknown extension).
+            if heatmap.is_dir() or not heatmap.parent.is_dir():
+                why = ("it is a folder" if heatmap.is_dir() else f"{heatmap.parent} is a file, not a folder"
+                       if heatmap.parent.exists() else f"folder {heatmap.parent} does not exist")
+                fail(f"cannot write heat map {heatmap}: {why}: pass a .png path in an existing, writable folder")
             try:
-                heatmap.parent.mkdir(parents=True, exist_ok=True)
                 ok = cv2.imwrite(str(heatmap), heatmap_u8(heat))
-            except OSError as exc:
-                fail(f"cannot write heat map {heatmap}: {exc}")
-            if not ok:
-                fail(f"cannot write heat map {heatmap}: use a .png path in a writable folder")
+            except (OSError, cv2.error):
+                ok = False
+            if not ok or not heatmap.is_file():
+                fail(f"cannot write heat map {heatmap}: pass a .png path in an existing, writable folder")
         timings["total"] = (time.perf_counter() - t0) * 1000
         result["timings_ms"] = {k: round(v, 2) for k, v in timings.items()}
         if json_out:
@@ -330,6 +352,27 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             typer.echo(f"{r['skus']:>8} SKUs ({r['views']} views, index {r['index_mb']} MB): identity p50 "
                        f"{r['p50_ms']} ms, p95 {r['p95_ms']} ms per view")
         typer.echo(f"p50 ratio {rows[1]['skus']} / 100 SKUs: {ratio:.2f}x")
+
+    @bench_app.command("unseen")
+    def bench_unseen(
+        learn: Annotated[int, typer.Option(min=0, help="accepted genuine items learnt per SKU first")] = 3,
+        genuine: Annotated[int, typer.Option(min=1, help="fresh genuine items per SKU")] = 6,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Unseen damage on generated items: false damage on fresh genuine items, painted defects found
+        (real-photo figures: `make bench-real`)."""
+        import tempfile
+
+        from vision.evaluate import unseen_damage_synthetic
+
+        with tempfile.TemporaryDirectory() as tmp:
+            r = unseen_damage_synthetic(Path(tmp), learn, genuine)
+        if json_out:
+            typer.echo(json.dumps(r))
+            return
+        typer.echo(f"false damage: {r['false_damage_items']} of {r['genuine_items']} genuine items "
+                   f"({r['false_damage_rate']:.1%}); defects found: {r['defects_found']} of {r['defect_items']} "
+                   f"({r['found_rate']:.1%}) {r['found_per_kind']}; compare p50 {r['compare_ms_p50']} ms per item")
 
     @bench_app.command("vision")
     def bench_vision(

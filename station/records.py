@@ -24,7 +24,8 @@ from typing import Iterable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
-from station.dbhandle import SqliteHandle
+from station.dbhandle import (PRIVATE_FILE_MODE, SqliteHandle, clear_group_other, private_dir,
+                              private_sqlite_files)
 from station.domain import DETECTOR_CLASSES, Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
 from station.evidence import EvidenceError, EvidenceLog, StationKey, SignedTreeHead
 
@@ -225,8 +226,9 @@ class StationStore(SqliteHandle):
     # -------------------------------------------------------------------------------- lifecycle
     def open(self) -> "StationStore":
         try:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            self.image_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.db_path.parent)  # the data dir, when this creates it: 0700
+            private_dir(self.image_dir, tighten=True)
+            private_sqlite_files(self.db_path)  # station.db (and its -wal, -shm) 0600
             db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -304,12 +306,16 @@ class StationStore(SqliteHandle):
         digest = hashlib.sha256(data).hexdigest()
         rel = Path(digest[:2]) / f"{digest}.png"
         path = self.image_dir / rel
-        if not path.exists():
+        if path.exists():
+            clear_group_other(path)  # an image stored by an older station (0644) is made private
+        else:
             self.check_free_space(len(data))
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             try:
-                with open(tmp, "wb") as fh:
+                private_dir(path.parent)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+                with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), PRIVATE_FILE_MODE)  # 0600 whatever the umask
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())

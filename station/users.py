@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from station.dbhandle import SqliteHandle
+from station.dbhandle import SqliteHandle, private_dir, private_sqlite_files
 from station.domain import DETECTOR_CLASSES, Disposition, Grade
 from station.records import StationStore, StoreError, utc_now
 
@@ -72,10 +72,10 @@ OVERRIDE_REASONS: tuple[str, ...] = (
 # Why a supervisor corrected the detector's boxes. Stored like override reasons: "<code>: <comment>".
 BOX_REASONS: tuple[str, ...] = ("missed_defect", "false_defect", "wrong_class", "box_position", "other")
 
-PIN_PATTERN = re.compile(r"^[0-9]{4,8}$")
+PIN_PATTERN = re.compile(r"^[0-9]{4,12}$")  # 12 digits: ~10^12 guesses, not 10^4, offline
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 MAX_FAILED_LOGINS = 5
-LOCKOUT_SECONDS = 60
+LOCKOUT_SECONDS = 5 * 60  # after MAX_FAILED_LOGINS wrong PINs in a row; kept in users.db (a restart keeps it)
 # scrypt cost: about 16 MiB and a few tens of ms per check; stored with the hash so it can be raised later.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -89,6 +89,30 @@ DEMO_USERS: tuple[tuple[str, Role, str], ...] = (
 
 class AuthError(ValueError):
     """Login refused: unknown user, wrong PIN, locked or inactive account."""
+
+
+class AccountLocked(AuthError):
+    """Login refused without checking the PIN: too many wrong PINs in a row; says until when."""
+
+    def __init__(self, username: str, until: dt.datetime) -> None:
+        self.username = username
+        self.until = until
+        super().__init__(f"account {username!r} is locked after {MAX_FAILED_LOGINS} wrong PINs in a row until "
+                         f"{until.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC: try again then, or ask an "
+                         f"admin to unlock it (`station users unlock {username}`)")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _parse_until(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        until = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None  # unreadable: not a lock (the next wrong PINs set a fresh one)
+    return until if until.tzinfo else until.replace(tzinfo=dt.timezone.utc)
 
 
 class PermissionDenied(PermissionError):
@@ -170,7 +194,8 @@ class UserStore(SqliteHandle):
 
     def open(self) -> "UserStore":
         try:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.db_path.parent)  # the data dir, when this creates it: 0700
+            private_sqlite_files(self.db_path)  # users.db (and its -wal, -shm) 0600
             db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -199,7 +224,7 @@ class UserStore(SqliteHandle):
         if not USERNAME_PATTERN.match(username):
             raise ValueError(f"user name {username!r}: use 1-32 letters, digits, '_', '.' or '-'")
         if not PIN_PATTERN.match(pin):
-            raise ValueError("PIN must be 4 to 8 digits")
+            raise ValueError("PIN must be 4 to 12 digits")
         role = parse_role(role)
         try:
             self.db.execute(
@@ -214,7 +239,7 @@ class UserStore(SqliteHandle):
         if by.username != username:
             require(by, Permission.MANAGE_USERS, "change another user's PIN")
         if not PIN_PATTERN.match(pin):
-            raise ValueError("PIN must be 4 to 8 digits")
+            raise ValueError("PIN must be 4 to 12 digits")
         cur = self.db.execute("UPDATE station_users SET pin_hash=?, failed_logins=0, locked_until=NULL "
                               "WHERE username=?", (hash_pin(pin), username))
         if cur.rowcount == 0:
@@ -225,6 +250,22 @@ class UserStore(SqliteHandle):
         require(by, Permission.MANAGE_USERS, "activate or deactivate a user")
         self.db.execute("UPDATE station_users SET active=? WHERE username=?", (int(active), username))
         self._event(username, "activated" if active else "deactivated", f"by={by.username}")
+
+    def unlock(self, username: str, by: User) -> None:
+        """Lift a lockout after wrong PINs (admin); the count of wrong PINs starts again from zero."""
+        require(by, Permission.MANAGE_USERS, "unlock a user")
+        cur = self.db.execute("UPDATE station_users SET failed_logins=0, locked_until=NULL WHERE username=?",
+                              (username,))
+        if cur.rowcount == 0:
+            raise ValueError(f"no user {username!r}")
+        self._event(username, "unlocked", f"by={by.username}")
+
+    def locked_until(self, username: str, now: dt.datetime | None = None) -> dt.datetime | None:
+        """When the user's lockout ends (UTC), or None when the user is not locked out."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        row = self.db.execute("SELECT locked_until FROM station_users WHERE username=?", (username,)).fetchone()
+        until = _parse_until(row[0]) if row else None
+        return until if until is not None and until > now else None
 
     def users(self) -> list[User]:
         return [User(u, Role(r), d) for u, r, d in self.db.execute(
@@ -237,14 +278,18 @@ class UserStore(SqliteHandle):
         if row is None or not row[3]:
             raise AuthError("unknown user or wrong PIN")
         role, display, pin_hash, _, failed, locked_until = row
-        if locked_until and dt.datetime.fromisoformat(locked_until) > now:
-            raise AuthError("too many wrong PINs: try again in a minute")
+        until = _parse_until(locked_until)
+        if until is not None and until > now:
+            raise AccountLocked(username, until)
         if not verify_pin(pin, pin_hash):
             failed += 1
-            lock = (now + dt.timedelta(seconds=LOCKOUT_SECONDS)).isoformat() if failed >= MAX_FAILED_LOGINS else None
+            lock = now + dt.timedelta(seconds=LOCKOUT_SECONDS) if failed >= MAX_FAILED_LOGINS else None
             self.db.execute("UPDATE station_users SET failed_logins=?, locked_until=? WHERE username=?",
-                            (0 if lock else failed, lock, username))
+                            (0 if lock else failed, lock.isoformat() if lock else None, username))
             self._event(username, "login_failed")
+            if lock is not None:
+                self._event(username, "locked", f"until={lock.isoformat()}")
+                raise AuthError(f"unknown user or wrong PIN; {AccountLocked(username, lock)}")
             raise AuthError("unknown user or wrong PIN")
         self.db.execute("UPDATE station_users SET failed_logins=0, locked_until=NULL WHERE username=?", (username,))
         self._event(username, "login")

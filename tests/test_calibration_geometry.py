@@ -95,6 +95,9 @@ def test_cli_intrinsics_saves_profile_and_fails_cleanly(board_views, tmp_path):
     assert abs(out["fx"] - 620) < 6.2 and out["views_used"] == 5 and len(out["per_image"]) == 5
     saved = json.loads((data / "calibration" / "intrinsics_benchcam.json").read_text())
     assert saved["camera_id"] == "benchcam" and saved["created_at"] and saved["data"]["camera_matrix"]
+    plain = CliRunner().invoke(app, ["calibrate", "intrinsics", "--board", "9x6", "--square-mm", "25",
+                                     "--save", "--camera-id", "benchcam", "--data-dir", str(data), *paths])
+    assert plain.exit_code == 0 and f"saved to {data / 'calibration' / 'intrinsics_benchcam.json'}" in plain.stdout
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((480, 640, 3), 200, np.uint8))
     r = CliRunner().invoke(app, ["calibrate", "intrinsics", "--json", str(blank)])

@@ -39,7 +39,7 @@ def test_only_an_admin_adds_users_after_the_first(tmp_path):
             store.add("x", Role.SUPERVISOR, "1234")
         with pytest.raises(PermissionDenied):
             store.add("x", Role.SUPERVISOR, "1234", by=SUPERVISOR)
-        with pytest.raises(ValueError, match="4 to 8 digits"):
+        with pytest.raises(ValueError, match="4 to 12 digits"):
             store.add("x", Role.SUPERVISOR, "12", by=User("root", Role.ADMIN))
 
 

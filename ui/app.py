@@ -108,8 +108,11 @@ class LoginPage(QWidget):
         self.pin.clear()
 
         def failed(exc):
-            self._error_fn = (lambda: tr("Unknown user or wrong PIN")) if isinstance(exc, AuthError) else (
-                lambda e=str(exc): e)
+            from station.users import AccountLocked
+
+            # A locked account says so and until when; other failures never tell a name from a PIN.
+            self._error_fn = (lambda: tr("Unknown user or wrong PIN")) if (
+                isinstance(exc, AuthError) and not isinstance(exc, AccountLocked)) else (lambda e=str(exc): e)
             self.retranslate()
 
         def done(user):

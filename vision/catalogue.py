@@ -9,8 +9,15 @@ by code (``build_sample_catalogue``), never shipped as binary files.
 from __future__ import annotations
 
 import csv
+import io
+import math
+import os
+import shutil
+import stat
+import struct
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -22,6 +29,10 @@ from vision.synth import ProductLook, ProductShape, SceneStyle, render_item
 REQUIRED_COLUMNS = ("sku", "category", "brand", "image")
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"", "0", "false", "no", "n"}
+MAX_FIELD_CHARS = 4096  # any one CSV value
+MAX_CSV_BYTES = 64 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # a reference view larger than this only slows every inspection down
+MAX_IMAGE_BYTES = 128 * 1024 * 1024
 
 
 class CatalogueError(ValueError):
@@ -57,34 +68,58 @@ class Catalogue:
         return len(self.items)
 
     @classmethod
-    def load(cls, root: Path) -> "Catalogue":
+    def load(cls, root: Path, image_check: Callable[[str, Path], None] | None = None,
+             csv_bytes: bytes | None = None) -> "Catalogue":
+        """Load and validate a catalogue folder. ``image_check(rel, path)`` (used by :func:`stage_import`)
+        replaces the plain "is a file" check of each image and raises ValueError with what is wrong;
+        ``csv_bytes`` is catalogue.csv's content when the caller has read it already."""
         root = Path(root)
         csv_path = root / "catalogue.csv"
-        if not csv_path.exists():
-            raise CatalogueError(f"{csv_path} not found: a catalogue folder needs a catalogue.csv")
+        if csv_bytes is None:
+            if not csv_path.exists():
+                raise CatalogueError(f"{csv_path} not found: a catalogue folder needs a catalogue.csv")
+            try:
+                csv_bytes = csv_path.read_bytes()
+            except OSError as exc:
+                raise CatalogueError(f"{csv_path}: cannot read it ({exc.strerror or exc})") from None
         try:
-            with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-                reader = csv.DictReader(fh)
-                columns = [c.strip() for c in reader.fieldnames or []]
-                missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-                if missing:
-                    raise CatalogueError(f"{csv_path}: missing columns {missing} (has {columns})")
-                rows = []
-                for row in reader:
-                    # DictReader puts extra values in a list under the key None: name the line, no traceback
-                    if None in row:
-                        raise CatalogueError(
-                            f"{csv_path}:{reader.line_num}: {len(columns) + len(row[None])} values but the header "
-                            f"has {len(columns)} columns: quote values that contain commas")
-                    rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+            text = csv_bytes.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise CatalogueError(f"{csv_path}: not UTF-8 text ({exc.reason})") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise CatalogueError(f"{csv_path}: missing columns {missing} (has {columns})")
+            for c in columns:
+                if len(c) > MAX_FIELD_CHARS:
+                    raise CatalogueError(f"{csv_path}:1: a column name longer than {MAX_FIELD_CHARS} characters: "
+                                         f"fix the header row")
+            rows = []
+            for row in reader:
+                # DictReader puts extra values in a list under the key None: name the line, no traceback
+                if None in row:
+                    raise CatalogueError(
+                        f"{csv_path}:{reader.line_num}: {len(columns) + len(row[None])} values but the header "
+                        f"has {len(columns)} columns: quote values that contain commas")
+                for k, v in row.items():
+                    if v is not None and len(v) > MAX_FIELD_CHARS:
+                        raise CatalogueError(
+                            f"{csv_path}:{reader.line_num}: column {(k or '').strip()!r} is {len(v)} characters "
+                            f"long, over the limit of {MAX_FIELD_CHARS}: shorten it")
+                rows.append({(k or "").strip(): (v or "").strip() for k, v in row.items()})
+        except csv.Error as exc:
+            why = (f"a value longer than {MAX_FIELD_CHARS} characters: shorten it" if "field larger" in str(exc)
+                   else f"not valid CSV ({exc}): fix the file")
+            # line_num counts the lines read before the one that failed
+            raise CatalogueError(f"{csv_path}:{reader.line_num + 1}: {why}") from None
         grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
         for line, row in enumerate(rows, start=2):
             if not row.get("sku"):
                 raise CatalogueError(f"{csv_path}:{line}: empty sku")
             grouped.setdefault(row["sku"], []).append((line, row))
-        items = {sku: _item_from_rows(csv_path, root, sku, group) for sku, group in grouped.items()}
+        items = {sku: _item_from_rows(csv_path, root, sku, group, image_check) for sku, group in grouped.items()}
         return cls(root, items)
 
 
@@ -102,19 +137,45 @@ def _number(csv_path: Path, line: int, row: dict[str, str], column: str) -> floa
     if value == "":
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise CatalogueError(f"{csv_path}:{line}: column {column!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number):  # nan compares false with everything: a colour check would always pass
+        raise CatalogueError(f"{csv_path}:{line}: column {column!r} must be a finite number, got {value!r}: "
+                             f"give the measured value or leave it empty")
+    return number
 
 
-def _item_from_rows(csv_path: Path, root: Path, sku: str, group: list[tuple[int, dict[str, str]]]) -> CatalogueItem:
+def confined_path(rel: str) -> str | None:
+    """Why an image path from a catalogue CSV may not be used, or None: it must be relative and stay inside
+    the catalogue folder (no absolute path, no '..', no drive or NUL)."""
+    if "\0" in rel:
+        return "contains a NUL character"
+    pure = PurePath(rel)
+    if pure.is_absolute() or rel.startswith(("/", "\\")) or pure.drive:
+        return "is an absolute path: give a path relative to the catalogue folder"
+    if any(part == ".." for part in PurePath(rel.replace("\\", "/")).parts):
+        return "leaves the catalogue folder ('..'): give a path inside it"
+    return None
+
+
+def _item_from_rows(csv_path: Path, root: Path, sku: str, group: list[tuple[int, dict[str, str]]],
+                    image_check: Callable[[str, Path], None] | None = None) -> CatalogueItem:
     line, first = group[0]
     images = []
     for ln, row in group:
         rel = row["image"]
         if not rel:
             raise CatalogueError(f"{csv_path}:{ln}: empty image path for SKU {sku!r}")
-        if not (root / rel).is_file():
+        problem = confined_path(rel)
+        if problem:
+            raise CatalogueError(f"{csv_path}:{ln}: image {rel!r} for SKU {sku!r} {problem}")
+        if image_check is not None:
+            try:
+                image_check(rel, root / rel)
+            except ValueError as exc:
+                raise CatalogueError(f"{csv_path}:{ln}: image {rel!r} for SKU {sku!r} {exc}") from None
+        elif not (root / rel).is_file():
             raise CatalogueError(f"{csv_path}:{ln}: image {rel!r} for SKU {sku!r} not found under {root}")
         images.append(rel)
     lab_vals = [_number(csv_path, line, first, c) for c in ("lab_l", "lab_a", "lab_b")]
@@ -127,6 +188,189 @@ def _item_from_rows(csv_path: Path, root: Path, sku: str, group: list[tuple[int,
         hygiene=_flag(csv_path, line, first, "hygiene"), safety=_flag(csv_path, line, first, "safety"),
         liquid=_flag(csv_path, line, first, "liquid"),
     )
+
+
+# ----------------------------------------------------------------------------------------- import
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) read from a PNG, JPEG, BMP or WebP header without decoding the pixels; None when the
+    bytes are none of these (or the header is broken)."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:2] == b"BM" and len(data) >= 26:
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(w), abs(h)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+            if chunk == b"VP8L" and data[20] == 0x2F:
+                bits = int.from_bytes(data[21:25], "little")
+                return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+            if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+                w, h = struct.unpack("<HH", data[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+            return None
+        if data[:2] == b"\xff\xd8":
+            i = 2
+            while i + 4 <= len(data):
+                if data[i] != 0xFF:
+                    return None
+                marker = data[i + 1]
+                if marker == 0xFF:  # fill byte
+                    i += 1
+                    continue
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                    i += 2
+                    continue
+                (length,) = struct.unpack(">H", data[i + 2:i + 4])
+                if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                    h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                    return w, h
+                if marker == 0xDA or length < 2:
+                    return None  # image data before any frame header
+                i += 2 + length
+    except (struct.error, IndexError):
+        return None
+    return None
+
+
+def _read_private(path: Path, max_bytes: int, what: str) -> bytes:
+    """The bytes of a regular file, never through a symbolic link, never from a fifo or device (read without
+    blocking on one); ValueError naming what is wrong."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise ValueError("not found: add the file or fix the path") from None
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror or exc})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ValueError(f"is a symbolic link: put the {what} itself in the catalogue folder")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a fifo" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                stat.S_ISBLK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a socket or special file")
+        raise ValueError(f"is {kind}, not a file: put the {what} itself in the catalogue folder")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())  # what was opened, in case the name was swapped after the lstat
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"is not a regular file: put the {what} itself in the catalogue folder")
+        if st.st_size > max_bytes:
+            raise ValueError(f"is {st.st_size // (1024 * 1024)} MiB, over the limit of "
+                             f"{max_bytes // (1024 * 1024)} MiB: make it smaller")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"is over the limit of {max_bytes // (1024 * 1024)} MiB: make it smaller")
+    return data
+
+
+def checked_image_bytes(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode a reference image after checking its size from the header; ValueError saying what is wrong."""
+    size = image_header_size(data)
+    if size is None:
+        raise ValueError("is not a PNG, JPEG, BMP or WebP image: convert it to PNG or JPEG")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ValueError(f"has an invalid size {w}x{h} in its header: save it again")
+    if w * h > max_pixels:
+        raise ValueError(f"is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), over the limit of "
+                         f"{max_pixels / 1e6:.0f} megapixels: scale it down")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ValueError("cannot be decoded as an image (corrupt or truncated): save it again")
+    return image
+
+
+PRIVATE_FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """``mkdir -p`` where every folder it creates is 0700 whatever the umask (station.dbhandle does the same for
+    the station's data; vision may not import it)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a folder")
+    return path
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def stage_import(source: Path, staging: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> "Catalogue":
+    """Validate a catalogue folder for `station catalogue import` and copy what it names (catalogue.csv and
+    the images its rows name, nothing else) into ``staging``, a new folder; returns the staged catalogue.
+
+    Refused with a CatalogueError naming the row or file: symbolic links, fifos, devices and other special
+    files (for catalogue.csv, an image, or a folder on an image's path), image paths that are absolute or leave
+    the folder, files that are not decodable images or are larger than ``max_pixels`` (checked from the header
+    before decoding), non-finite numbers and over-long values. On any failure ``staging`` is removed."""
+    source = Path(source)
+    staging = Path(staging)
+    csv_path = source / "catalogue.csv"
+    if not source.is_dir():
+        raise CatalogueError(f"{source}: not a folder: give the folder that holds catalogue.csv")
+    try:
+        csv_bytes = _read_private(csv_path, MAX_CSV_BYTES, "catalogue.csv")
+    except ValueError as exc:
+        raise CatalogueError(f"{csv_path} {exc}") from None
+    real_root = source.resolve()
+    written: set[str] = set()
+
+    def check(rel: str, path: Path) -> None:
+        parts = PurePath(rel).parts
+        for i in range(1, len(parts)):  # no folder on the way may be a link out (or back in)
+            sub = source.joinpath(*parts[:i])
+            if sub.is_symlink():
+                raise ValueError(f"lies under {sub.name!r}, a symbolic link: use a real folder")
+        if os.path.realpath(path.parent) != os.path.normpath(real_root.joinpath(*parts[:-1])):
+            raise ValueError("leaves the catalogue folder: give a path inside it")
+        data = _read_private(path, MAX_IMAGE_BYTES, "image")
+        checked_image_bytes(data, max_pixels)
+        norm = os.path.normpath(rel)
+        if norm not in written:  # the very bytes checked are the ones staged
+            written.add(norm)
+            dest = staging / norm
+            private_dir(dest.parent)
+            _write_new(dest, data)
+
+    try:
+        private_dir(staging.parent)
+        os.mkdir(staging, 0o700)
+        os.chmod(staging, 0o700)
+    except OSError as exc:
+        raise CatalogueError(f"cannot stage the catalogue in {staging}: {exc.strerror or exc}: remove it or check "
+                             f"the data folder") from None
+    try:
+        Catalogue.load(source, image_check=check, csv_bytes=csv_bytes)
+        _write_new(staging / "catalogue.csv", csv_bytes)  # last: a half-staged folder has no catalogue.csv
+        return Catalogue.load(staging)  # the copy must load too before it replaces the active one
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CatalogueError(f"cannot stage the catalogue in {staging}: {exc.strerror or exc}: free space or "
+                             f"check the data folder; nothing was changed") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 # ----------------------------------------------------------------------------------------- sample
@@ -205,7 +449,7 @@ def build_catalogue(root: Path, skus: tuple[SampleSku, ...] | list[SampleSku]) -
     csv_path = root / "catalogue.csv"
     if csv_path.exists():
         return Catalogue.load(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
+    private_dir(root / "images")  # the data dir too, when this creates it (first start): 0700
     rows = []
     for s in skus:
         lab = None

@@ -721,9 +721,11 @@ def view_heatmap(comparer: "CatalogueComparer", image: np.ndarray, sku: str, vie
         return ViewHeatmap(HeatmapStatus.NO_ITEM)
     if not q.segmented:
         return ViewHeatmap(HeatmapStatus.NO_OUTLINE)
-    if comparer.unseen is not None:  # the map of what differs from the SKU's good appearance
+    if comparer.unseen is not None:
+        # What differs from the SKU's good appearance, once its memory is calibrated (0.5 = the threshold);
+        # before that the aligned reference difference says more than an unthresholded map.
         va = comparer.unseen.score_view(sku, q.image, q.mask, view)
-        if va is not None:
+        if va is not None and va.calibration.threshold is not None:
             return ViewHeatmap(HeatmapStatus.OK, va.heatmap, va.regions)
     diff = comparer.difference_for(q, sku)
     if diff is None:
