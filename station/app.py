@@ -88,15 +88,19 @@ def make_comparer(cfg: StationConfig, catalogue: Catalogue):
     if c.type == "basic":
         return BasicComparer(catalogue, c.identity_threshold, c.bench_grey)
     mm_per_px, intrinsics = calibrated_scale(cfg)
-    unseen = None
-    if c.unseen_damage:
-        from vision.unseen import UnseenDamage
-
-        # Accepted-good returns are the station's own data: kept with its records, not in the catalogue.
-        unseen = UnseenDamage(catalogue, goods_dir=cfg.station.data_dir / "good_appearance")
     return CatalogueComparer(catalogue, c.identity_threshold, c.bench_grey, difference=c.reference_difference,
                              mm_per_px=mm_per_px, intrinsics=intrinsics, retrieval=c.identity_retrieval,
-                             unseen=unseen)
+                             unseen=make_unseen_damage(cfg, catalogue))
+
+
+def make_unseen_damage(cfg: StationConfig, catalogue: Catalogue):
+    """The per-SKU memory of good appearance (vision.unseen), or None when `comparer.unseen_damage` is off."""
+    if not cfg.comparer.unseen_damage:
+        return None
+    from vision.unseen import UnseenDamage
+
+    # Accepted-good returns are the station's own data: kept with its records, not in the catalogue.
+    return UnseenDamage(catalogue, goods_dir=cfg.station.data_dir / "good_appearance")
 
 
 def calibrated_scale(cfg: StationConfig):

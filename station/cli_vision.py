@@ -79,12 +79,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             item = cat.get(sku)
         except (CatalogueError, UnknownSkuError) as exc:
             fail(str(exc))
-        unseen = None
-        if cfg.comparer.unseen_damage:
-            from vision.unseen import UnseenDamage
+        from station.app import make_unseen_damage
 
-            # the station's memory of good appearance, accepted returns included (read, never grown here)
-            unseen = UnseenDamage(cat, goods_dir=cfg.station.data_dir / "good_appearance")
+        unseen = make_unseen_damage(cfg, cat)  # the station's memory, accepted returns included (never grown here)
         cmp = CatalogueComparer(cat, cfg.comparer.identity_threshold, cfg.comparer.bench_grey, mm_per_px=mm_per_px,
                                 retrieval=cfg.comparer.identity_retrieval, unseen=unseen)
         timings = {"load": (time.perf_counter() - t0) * 1000}

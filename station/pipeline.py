@@ -13,7 +13,8 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from models.onnx_yolo import Detector
-from station.domain import Decision, Detections, Disposition, Finding, FindingSource, Frame, InspectionRecord, ReturnRequest
+from station.domain import (Decision, Detections, Disposition, Finding, FindingSource, Frame, Grade, InspectionRecord,
+                            ReturnRequest)
 from station.records import StationStore, comparison_measurements, record_from_parts
 from station.rules import RulesEngine
 from vision.catalogue import Catalogue
@@ -121,7 +122,7 @@ class InspectionPipeline:
         hide the next one."""
         learn = getattr(self.comparer, "learn_good", None)
         d = record.decision
-        if learn is None or kept or d.review or d.grade.value != "A" or d.disposition != Disposition.RESTOCK:
+        if learn is None or kept or d.review or d.grade != Grade.A or d.disposition != Disposition.RESTOCK:
             return
         try:
             learn(sku, comparison, record.record_id)

@@ -96,8 +96,7 @@ def _can_crop(bgr: np.ndarray) -> np.ndarray:
     from vision.compare import segment_item, usable_outline
     from vision.embedding import crop_to_mask
 
-    k = CAN_WORK_SIDE / max(bgr.shape[:2])
-    small = cv2.resize(bgr, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else bgr
+    small = _bounded(bgr)
     mask = usable_outline(segment_item(small)[0])
     return crop_to_mask(small, mask)
 

@@ -108,6 +108,18 @@ def coreset(patches: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return patches[np.array(chosen)]
 
 
+def _save_patches(path: Path, patches: np.ndarray) -> bool:
+    """Write ``patches`` (float16) to ``path`` atomically; False when the folder is not writable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, patches.astype(np.float16))
+        tmp.replace(path)
+        return True
+    except OSError:
+        return False
+
+
 def _masked_patches(grid: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The patches of ``grid`` whose cell lies mostly on the product (grey background patches are not memory)."""
     gh, gw = grid.shape[:2]
@@ -228,13 +240,7 @@ class UnseenDamage:
             return None
         crop, m, _ = product_crop(img, mask)
         patches = _masked_patches(self.grid(crop), m)
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npy")
-            np.save(tmp, patches.astype(np.float16))
-            tmp.replace(cached)
-        except OSError:
-            pass  # a read-only catalogue: recomputed next start
+        _save_patches(cached, patches)  # a read-only catalogue: recomputed next start
         return patches
 
     def memory(self, sku: str) -> SkuMemory:
@@ -274,23 +280,20 @@ class UnseenDamage:
         """Add an accepted-good return's views (image, product mask) to the SKU's memory; returns how many
         views were added. The oldest goods beyond ``max_goods`` are dropped (catalogue views never are)."""
         mem = self.memory(sku)
-        added = 0
         d = self._sku_dir(sku)
+        stored = d is not None
         for image, mask in views:
             crop, m, _ = product_crop(image, mask)
             patches = _masked_patches(self._grid_of(crop), m)
             mem.add(patches, f"return:{source}")
-            added += 1
-            if d is not None:
-                try:
-                    d.mkdir(parents=True, exist_ok=True)
-                    digest = hashlib.sha256(patches.tobytes()).hexdigest()[:16]
-                    f = d / f"{digest}-v{PATCH_VERSION}.npy"
-                    np.save(f.with_suffix(".tmp.npy"), patches.astype(np.float16))
-                    f.with_suffix(".tmp.npy").replace(f)
-                    (d / "sku.json").write_text(json.dumps({"sku": sku}))
-                except OSError:
-                    pass  # memory still grows for this session
+            if stored:
+                digest = hashlib.sha256(patches.tobytes()).hexdigest()[:16]
+                stored = _save_patches(d / f"{digest}-v{PATCH_VERSION}.npy", patches)  # else: this session only
+        if stored:
+            try:
+                (d / "sku.json").write_text(json.dumps({"sku": sku}))
+            except OSError:
+                pass
         goods = [i for i, s in enumerate(mem.sources) if s.startswith("return:")]
         for i in reversed(goods[:-self.max_goods] if len(goods) > self.max_goods else []):
             mem.drop(i)
@@ -298,7 +301,7 @@ class UnseenDamage:
             files = sorted(d.glob(f"*-v{PATCH_VERSION}.npy"), key=lambda f: f.stat().st_mtime)
             for f in files[:-self.max_goods]:
                 f.unlink(missing_ok=True)
-        return added
+        return len(views)
 
     # -- thresholds
     def calibration(self, sku: str) -> Calibration:
