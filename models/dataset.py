@@ -1,4 +1,5 @@
-"""Write a YOLO-format defect dataset from the procedural renderer (images, labels, data.yaml)."""
+"""Write a YOLO-format defect dataset (images, labels, data.yaml): samples from the procedural renderer and,
+where real base photos are given, defects composited onto real packaging and real undamaged negatives."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class DatasetSpec:
     # (class, n): that class leads n slots of the primary-class cycle instead of one, so a fine-tune can
     # see more of the classes it finds worst. Empty keeps every class at an equal share.
     primary_repeats: tuple[tuple[str, int], ...] = ()
+    # Real photos (models.composite): a folder of base images, the share of samples that are real undamaged
+    # negatives and the share with defects composited onto a real photo; the rest are rendered.
+    real_photos: str | None = None
+    negative_share: float = 0.0
+    composite_share: float = 0.0
 
     def primary_cycle(self) -> tuple[str, ...]:
         """The primary classes in the order samples cycle through; ValueError names what is wrong."""
@@ -52,8 +58,26 @@ def _packaged_view(shape: ProductShape, defect: str) -> str:
     return "front"
 
 
-def render_sample(rng: np.random.Generator, index: int, spec: DatasetSpec):
-    """One training sample; the primary class cycles (equal shares unless ``spec.primary_repeats``)."""
+def _defects_for(rng: np.random.Generator, primary: str, allowed) -> tuple[str, ...]:
+    extra_n = int(rng.choice([0, 0, 1, 2]))
+    return (primary, *tuple(rng.choice(allowed, size=extra_n))) if extra_n else (primary,)
+
+
+def render_sample(rng: np.random.Generator, index: int, spec: DatasetSpec, bases=None):
+    """One training sample; the primary class cycles (equal shares unless ``spec.primary_repeats``).
+
+    With ``bases`` (real photos) a share of samples are real negatives or real photos with defects composited
+    on; without, the random stream is exactly that of a rendered-only set, so pinned datasets stay the same."""
+    if bases:
+        from models.composite import COMPOSITE_CLASSES, composite_sample
+
+        u = rng.random()
+        if u < spec.negative_share:
+            return composite_sample(rng, bases, (), spec.size)
+        if u < spec.negative_share + spec.composite_share:
+            cycle = spec.primary_cycle()
+            return composite_sample(rng, bases, _defects_for(rng, cycle[index % len(cycle)], COMPOSITE_CLASSES),
+                                    spec.size)
     style = SceneStyle(size=(spec.size, spec.size), shifted=spec.shifted)
     if rng.random() < spec.clean_share:
         shape = ProductShape(rng.choice([s.value for s in ProductShape]))
@@ -80,9 +104,29 @@ def yolo_lines(item, width: int, height: int) -> list[str]:
     return lines
 
 
+def _real_photos_provenance(folder: Path) -> dict:
+    """Where the base photos came from: the extraction manifest of ``models.real_photos`` when present."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(hashlib.sha256(p.read_bytes()).digest())
+    out = {"folder": str(folder), "files": len(files), "sha256": digest.hexdigest()}
+    for parent in (folder, *folder.parents[:3]):
+        if (parent / "manifest.json").is_file():
+            m = json.loads((parent / "manifest.json").read_text())
+            out.update({k: m.get(k) for k in ("set", "repository", "commit", "licence", "use")})
+            break
+    return out
+
+
 def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
     """Render the dataset into ``out``; return a manifest with per-split counts and a content hash."""
     out = Path(out)
+    bases = None
+    if spec.real_photos and (spec.negative_share or spec.composite_share):
+        from models.composite import load_bases
+
+        bases = load_bases(Path(spec.real_photos))
     counts: dict[str, dict[str, int]] = {}
     digest = hashlib.sha256()
     for split in SPLITS:
@@ -93,7 +137,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
         rng = np.random.default_rng([spec.seed, _SPLIT_STREAM[split], int(spec.shifted)])
         per_class = dict.fromkeys(DEFECT_CLASSES, 0)
         for i in range(n):
-            item = render_sample(rng, i, spec)
+            item = render_sample(rng, i, spec, bases)
             stem = f"{split}_{i:05d}"
             ok, buf = cv2.imencode(".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             if not ok:
@@ -118,5 +162,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
         "boxes_per_class": counts,
         "sha256": digest.hexdigest(),
     }
+    if bases is not None:
+        manifest["real_photos"] = _real_photos_provenance(Path(spec.real_photos))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

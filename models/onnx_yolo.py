@@ -3,12 +3,17 @@
 Reads class names, stride and input size from the model's metadata and thresholds from the model card
 beside it. A model whose inputs, outputs or metadata do not fit is refused when it is loaded, with a
 message that says what is wrong, never mid-inspection.
+
+Thresholds: ``thresholds.confidence`` is the decode floor (every box at or above it is kept, so the boxes do
+not depend on calibration); ``thresholds.per_class`` (optional, written by ``station model thresholds``, see
+models/thresholds.py) holds each class's calibrated threshold, exposed as ``class_thresholds``: the pipeline
+treats a box below its class's threshold as evidence for review, not as a named defect.
 """
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -39,6 +44,7 @@ class ModelCard:
     confidence: float
     iou: float
     raw: dict
+    per_class: dict[str, float] = field(default_factory=dict)  # calibrated thresholds; empty: none
 
     @classmethod
     def load(cls, path: Path) -> "ModelCard | None":
@@ -49,10 +55,34 @@ class ModelCard:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             th = data.get("thresholds", {})
-            return cls(tuple(data.get("classes", ())), tuple(data.get("input_size", (0, 0))),
+            card = cls(tuple(data.get("classes", ())), tuple(data.get("input_size", (0, 0))),
                        float(th.get("confidence", 0.25)), float(th.get("iou", 0.45)), data)
+            per_class = th.get("per_class")
         except (yaml.YAMLError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"model card {path} is not valid: {exc}") from None
+        if per_class is None:
+            return card
+        return cls(card.classes, card.input_size, card.confidence, card.iou, data,
+                   parse_per_class(per_class, card.classes, path))
+
+
+def parse_per_class(per_class, classes: Sequence[str], path: Path) -> dict[str, float]:
+    """A card's ``thresholds.per_class`` as {class: threshold}; ModelError naming the problem when it is not a
+    mapping of known class names (``classes``, when given) to numbers in [0, 1]."""
+    if not isinstance(per_class, dict):
+        raise ModelError(f"model card {path}: thresholds.per_class must map class names to thresholds, "
+                         f"got {type(per_class).__name__}")
+    unknown = [str(k) for k in per_class if classes and str(k) not in classes]
+    if unknown:
+        raise ModelError(f"model card {path}: thresholds.per_class names unknown classes {unknown} "
+                         f"(the model's classes: {list(classes)})")
+    out: dict[str, float] = {}
+    for name, value in per_class.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise ModelError(f"model card {path}: thresholds.per_class.{name} must be a number in [0, 1], "
+                             f"got {value!r}")
+        out[str(name)] = float(value)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +191,10 @@ class OnnxYoloDetector:
         self.class_names: tuple[str, ...] = ()
         self.input_size: tuple[int, int] = (0, 0)
         self.version = self.model_path.stem
-        self.confidence = confidence if confidence is not None else 0.25
+        self.confidence = confidence if confidence is not None else 0.25  # decode floor
         self.iou = iou if iou is not None else 0.45
+        # Calibrated per-class thresholds from the card (thresholds.per_class); empty: every decoded box counts.
+        self.class_thresholds: dict[str, float] = {}
         self._fixed_batch: int | None = None
         self._size_override = input_size
 
@@ -215,6 +247,8 @@ class OnnxYoloDetector:
             self.confidence = self._conf_override if self._conf_override is not None else card.confidence
             self.iou = self._iou_override if self._iou_override is not None else card.iou
             self.version = f"{card.raw.get('name', path.stem)}@{card.raw.get('training', {}).get('date', '?')}"
+            # Checked against the model's own classes too (a card without a class list).
+            self.class_thresholds = parse_per_class(card.per_class, self.class_names, path.with_suffix(".yaml"))
         self._input_name = inputs[0].name
         self._head = cut_detect_head(path, len(self.class_names)) if self.cut_head else None
         self._box_session = None  # the head's box branch over whole maps, opened on first need

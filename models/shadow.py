@@ -103,6 +103,11 @@ class ShadowDetector:
         self._job: _Job | None = None  # the item detected last (None: it was skipped)
         self._lock = threading.Lock()
 
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """The active model's calibrated per-class thresholds (the pipeline splits its boxes by them)."""
+        return dict(getattr(self.active, "class_thresholds", None) or {})
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         result = self.active.detect(images)
         with self._lock:

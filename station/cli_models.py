@@ -1,5 +1,5 @@
 """Model lifecycle commands (docs/model-lifecycle.md): `station model list|register|activate|rollback|evaluate|
-promote|drift|shadow|finetune` and `station dataset export|correct`. Registered by ``register(app, dataset_app)``.
+promote|drift|shadow|finetune|thresholds` and `station dataset export|correct`. Registered by ``register(app, dataset_app)``.
 
 Exit codes: 0 done (the gate passed); 1 the promotion gate refused the candidate (reasons printed), or
 `model drift --strict` found drift; 2 bad input (clear message, no traceback).
@@ -394,6 +394,79 @@ def register(app: typer.Typer, dataset_app: typer.Typer) -> None:
         path = run_training(tcfg, workdir, out_path, command, dataset_dir=dataset.resolve(),
                             progress=lambda msg: cli.err.print(msg))
         cli.out.print(f"wrote {path} and {path.with_suffix('.yaml')}")
+
+    # ------------------------------------------------------------------------------------ thresholds
+    @model_app.command("thresholds")
+    def model_thresholds(
+        model: Annotated[Path, typer.Option(help="ONNX model; its card (.yaml) beside it")],
+        negatives: Annotated[list[Path], typer.Option(
+            metavar="DIR", help="folder of real photos of undamaged products (jpg/jpeg/png, not its subfolders); repeatable")],
+        validation: Annotated[Path, typer.Option(
+            metavar="YOLO_DIR", help="labelled YOLO dataset of another style than training")],
+        split: Annotated[str, typer.Option(help="the validation dataset's split")] = "test",
+        target: Annotated[float, typer.Option(
+            min=0, max=1, help="largest share of negative images with any detection")] = 0.08,
+        write: Annotated[bool, typer.Option("--write", help="store the thresholds in the model's card")] = False,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Per-class thresholds calibrated on real negatives and a validation set (models/thresholds.py)."""
+        from models.card import CardError, read_card, update_card
+        from models.evaluate import DatasetError
+        from models.onnx_yolo import ModelError, OnnxYoloDetector
+        from models.thresholds import (CalibrationError, calibrate, collect_negatives, collect_validation,
+                                       negative_files, with_calibration)
+
+        card_path = model.with_suffix(".yaml")
+        try:
+            for folder in negatives:
+                negative_files(folder)  # a missing folder fails before the model is even opened
+            if not validation.is_dir():
+                raise CalibrationError(f"validation folder {validation} not found")
+            if not model.is_file():
+                raise CalibrationError(f"model file {model} not found")
+            if write:
+                read_card(card_path)  # --write needs a card to write into: say so before the work
+            detector = OnnxYoloDetector(model, threads=2).load()
+            floor = detector.confidence
+            neg, counts = collect_negatives(detector, negatives)
+            val = collect_validation(detector, validation, split)
+            cal = calibrate(val, neg, floor, target)
+        except (CalibrationError, DatasetError, ModelError, CardError) as exc:
+            cli.fail(str(exc))
+        report = {"model": str(model), "negatives": [{"folder": str(f), "images": n} for f, n in zip(negatives, counts)],
+                  "validation": {"folder": str(validation), "split": split, "images": val.images},
+                  "thresholds": cal.thresholds, **cal.to_json()}
+        if write:
+            command = cli._invoked_command("model")
+            try:
+                update_card(card_path, lambda card: with_calibration(
+                    card, cal, list(zip(map(str, negatives), counts)), str(validation), split, val.images, command))
+            except (CardError, OSError) as exc:
+                cli.fail(f"could not store the thresholds in the model card: {exc}")
+            report["written"] = str(card_path)
+        if json_out:
+            cli._print_json(report)
+            return
+        from rich.table import Table
+
+        t = Table(title=f"{model.name}: per-class thresholds ({neg.images} negative images, {val.images} "
+                        f"validation images, target {target:.0%})")
+        for col in ("class", "threshold", "F1 start", "val labels", "val P", "val R", "negatives firing"):
+            t.add_column(col, justify="right")
+        for c in cal.per_class:
+            t.add_row(c.name, f"{c.threshold:.4f}", f"{c.start:.4f}", str(c.val_labels), f"{c.val_precision:.3f}",
+                      f"{c.val_recall:.3f}", f"{c.negative_share:.1%}")
+        cli.out.print(t)
+        n = cal.negative_images
+        cli.out.print(f"negative images with any detection: {cal.negatives_at_floor}/{n} "
+                      f"({cal.share(cal.negatives_at_floor):.1%}) at the floor {floor:g}, "
+                      f"{cal.negatives_at_start}/{n} ({cal.share(cal.negatives_at_start):.1%}) at the F1 start, "
+                      f"{cal.negatives_after}/{n} ({cal.share(cal.negatives_after):.1%}) calibrated", highlight=False)
+        if not cal.reached:
+            cli.out.print(f"[yellow]warning:[/] target {target:.0%} not reached: negatives score above "
+                          f"{0.95} in some class", highlight=False)
+        if write:
+            cli.out.print(f"wrote thresholds.per_class into {card_path}", highlight=False)
 
     # ------------------------------------------------------------------------------------ datasets
     @dataset_app.command("export")

@@ -21,7 +21,12 @@ class CatalogueFindingKind(StrEnum):
     UNIT_SEEN_BEFORE = "unit_seen_before"
 
 
-FINDING_KINDS: frozenset[str] = frozenset(DETECTOR_CLASSES) | {k.value for k in CatalogueFindingKind}
+# A detector box scored at or above the decode floor but below its class's calibrated threshold (model card
+# ``thresholds.per_class``): evidence for a supervisor to look at, not a named defect.
+UNCERTAIN_DEFECT = "uncertain_defect"
+
+FINDING_KINDS: frozenset[str] = (frozenset(DETECTOR_CLASSES) | {k.value for k in CatalogueFindingKind}
+                                 | {UNCERTAIN_DEFECT})
 
 
 class Category(StrEnum):
@@ -160,7 +165,7 @@ class Detections:
 class Finding:
     """One piece of evidence: a detector box, a catalogue check result or a history fact."""
 
-    kind: str  # a detector class or a CatalogueFindingKind value
+    kind: str  # a detector class, UNCERTAIN_DEFECT or a CatalogueFindingKind value
     score: float
     source: FindingSource
     view: str | None = None

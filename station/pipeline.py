@@ -8,13 +8,13 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
 from models.onnx_yolo import Detector
-from station.domain import (Decision, Detections, Disposition, Finding, FindingSource, Frame, Grade, InspectionRecord,
-                            ReturnRequest)
+from station.domain import (UNCERTAIN_DEFECT, Decision, Detections, Disposition, Finding, FindingSource, Frame, Grade,
+                            InspectionRecord, ReturnRequest)
 from station.records import StationStore, comparison_measurements, record_from_parts
 from station.rules import RulesEngine
 from vision.catalogue import Catalogue
@@ -83,11 +83,23 @@ class InspectionResult:
         }
 
 
-def detections_to_findings(view: str, det: Detections) -> list[Finding]:
-    return [
-        Finding(name, float(s), FindingSource.DETECTOR, view, tuple(float(v) for v in box))
-        for name, s, box in zip(det.names(), det.score, det.xyxy)
-    ]
+def detections_to_findings(view: str, det: Detections,
+                           thresholds: Mapping[str, float] | None = None) -> list[Finding]:
+    """One finding per box. ``thresholds``: the detector's calibrated per-class thresholds (model card
+    ``thresholds.per_class``, ``OnnxYoloDetector.class_thresholds``). A box at or above its class's threshold, or
+    of a class without one, is a finding of its class; one below it is an ``uncertain_defect`` (same box and
+    score; the detail names the class): evidence for a supervisor, not a named defect. None or empty: every box
+    is confirmed (a model without calibrated thresholds, as before)."""
+    out = []
+    for name, s, box in zip(det.names(), det.score, det.xyxy):
+        score, xyxy = float(s), tuple(float(v) for v in box)
+        t = thresholds.get(name) if thresholds else None
+        if t is not None and score < t:
+            out.append(Finding(UNCERTAIN_DEFECT, score, FindingSource.DETECTOR, view, xyxy,
+                               detail=f"{name} {score:.2f} below its calibrated {t:.2f}"))
+        else:
+            out.append(Finding(name, score, FindingSource.DETECTOR, view, xyxy))
+    return out
 
 
 def _overlap(a: tuple, b: tuple, margin: int = 8) -> bool:
@@ -96,8 +108,11 @@ def _overlap(a: tuple, b: tuple, margin: int = 8) -> bool:
 
 def explained_damage_removed(catalogue: Sequence[Finding], detected: Sequence[Finding]) -> list[Finding]:
     """Catalogue findings without the ``damage`` regions a detector finding of the same view already covers:
-    the detector names what it is (a scratch, a crack), and the unseen-damage rule is for what nothing named."""
-    named = [(f.view, f.box_xyxy) for f in detected if f.source == FindingSource.DETECTOR and f.box_xyxy is not None]
+    the detector names what it is (a scratch, a crack), and the unseen-damage rule is for what nothing named.
+    Only confirmed detector findings count: an ``uncertain_defect`` (below its class's calibrated threshold)
+    names nothing, so the damage region stays."""
+    named = [(f.view, f.box_xyxy) for f in detected
+             if f.source == FindingSource.DETECTOR and f.kind != UNCERTAIN_DEFECT and f.box_xyxy is not None]
     return [f for f in catalogue
             if not (f.kind == "damage" and f.box_xyxy is not None
                     and any(v == f.view and _overlap(f.box_xyxy, box) for v, box in named))]
@@ -150,7 +165,9 @@ class InspectionPipeline:
         lap("quality")
         dets = self.detector.detect([f.image for f in frames])
         detections = {f.view: d for f, d in zip(frames, dets)}
-        findings = [x for f, d in zip(frames, dets) for x in detections_to_findings(f.view, d)]
+        # Calibrated per-class thresholds (model card); detectors without them (fakes) confirm every box.
+        thresholds = getattr(self.detector, "class_thresholds", None)
+        findings = [x for f, d in zip(frames, dets) for x in detections_to_findings(f.view, d, thresholds)]
         lap("detect")
         comparison = self.comparer.compare(item, frames, presentation=presentation,
                                            colour_tolerance=self.rules.colour_tolerance(item.category))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from station.dbhandle import SqliteHandle, private_dir, private_sqlite_files
-from station.domain import DETECTOR_CLASSES, Disposition, Grade
+from station.domain import DETECTOR_CLASSES, UNCERTAIN_DEFECT, Disposition, Grade
 from station.records import StationStore, StoreError, utc_now
 
 
@@ -436,9 +436,19 @@ def current_boxes(row: Mapping) -> list[dict]:
     if "boxes" in decision:
         return [{"view": b["view"], "class": b["class"], "box_xyxy": [float(v) for v in b["box_xyxy"]]}
                 for b in decision["boxes"]]
-    return [{"view": f["view"], "class": f["kind"], "box_xyxy": [float(v) for v in f["box_xyxy"]]}
+    return [{"view": f["view"], "class": _box_class(f), "box_xyxy": [float(v) for v in f["box_xyxy"]]}
             for f in json.loads(row["findings_json"])
             if f.get("source") == "detector" and f.get("view") and "box_xyxy" in f]
+
+
+def _box_class(finding: Mapping) -> str:
+    """The detector class of a box finding: an uncertain one's class is the first word of its detail
+    ("crack 0.41 below its calibrated 0.62"), so the supervisor corrects the box as the class it was."""
+    if finding["kind"] == UNCERTAIN_DEFECT:
+        name = str(finding.get("detail", "")).split(" ", 1)[0]
+        if name in DETECTOR_CLASSES:
+            return name
+    return finding["kind"]
 
 
 def correct_boxes(store: StationStore, user: User, record_id: str, reason_code: str, boxes: Iterable[Mapping],

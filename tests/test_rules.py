@@ -52,6 +52,8 @@ def decide(engine, item, reason, findings=(), seen=False):
 # (case id, item, reason, findings, unit seen before, grade, disposition, rule that must fire)
 GRADING_CASES = [
     ("clean-as-new", "gadget", "no_reason_7day", [], False, "A", "restock", "G-CLEAN"),
+    ("uncertain-detection", "gadget", "no_reason_7day", [f("uncertain_defect", 0.55)], False, "B", "open_box",
+     "G-UNCERTAIN-DETECTION"),
     ("scratch-cosmetic", "gadget", "quality_issue", [f("scratch")], False, "B", "open_box", "G-COSMETIC"),
     ("wear-cosmetic", "toy", "no_reason_7day", [f("wear")], False, "B", "open_box", "G-COSMETIC"),
     ("box-damage-only", "gadget", "damaged_in_transit", [f("package_damage")], False, "B", "open_box", "G-COSMETIC"),

@@ -333,9 +333,11 @@ def _random_walk(rng: np.random.Generator, start: tuple[int, int], steps: int, s
     return np.array(pts, np.int32)
 
 
-def _paint_defect(rng: np.random.Generator, name: str, img: np.ndarray, product: np.ndarray,
+def paint_defect(rng: np.random.Generator, name: str, img: np.ndarray, product: np.ndarray,
                   regions: dict[str, tuple[int, int, int, int]]) -> np.ndarray | None:
-    """Paint one defect into img (in place); return its mask (before clipping to changed pixels)."""
+    """Paint one defect into img (in place) within the product mask; return its mask (before clipping to
+    changed pixels). ``regions`` names boxes on the product: "body", "corner", and where packaged "seal_strip"
+    (and optionally "seal", where a leak starts); seal_broken and package_damage need "seal_strip"."""
     h, w = product.shape
     size = float(np.sqrt(product.sum() / 255.0))  # product scale in pixels
     m = np.zeros((h, w), np.uint8)
@@ -529,7 +531,7 @@ def render_item(
     painted: list[PaintedDefect] = []
     for name in defects:
         before = img.copy()
-        mask = _paint_defect(rng, name, img, product, regions)
+        mask = paint_defect(rng, name, img, product, regions)
         if mask is None:
             continue
         # The label covers exactly what changed, within the defect's own mask.

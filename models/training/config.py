@@ -6,7 +6,7 @@ import tomllib
 from typing import Literal
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class DataSection(BaseModel):
@@ -19,6 +19,19 @@ class DataSection(BaseModel):
     clean_share: float = Field(0.12, ge=0, le=1)
     # Class -> how many slots it leads in the primary-class cycle (default 1 each): more of the hard classes.
     primary_repeats: dict[str, int] = Field(default_factory=dict)
+    # Real photos (models.composite, models.real_photos): a folder of base photos whose licence allows
+    # training, and the shares of samples that are real undamaged negatives / real photos with defects on.
+    real_photos: str | None = None
+    negative_share: float = Field(0.0, ge=0, le=1)
+    composite_share: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _shares(self) -> "DataSection":
+        if self.negative_share + self.composite_share > 1:
+            raise ValueError("negative_share + composite_share must not exceed 1")
+        if (self.negative_share or self.composite_share) and not self.real_photos:
+            raise ValueError("negative_share and composite_share need real_photos (a folder of base photos)")
+        return self
 
     @field_validator("primary_repeats")
     @classmethod

@@ -79,7 +79,10 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
         d = config.data
         progress(f"rendering dataset into {dataset_dir} ({d.train}/{d.val}/{d.test} images)")
         manifest = write_dataset(dataset_dir, DatasetSpec(d.train, d.val, d.test, d.seed, d.size, d.clean_share,
-                                                             primary_repeats=tuple(sorted(d.primary_repeats.items()))))
+                                                             primary_repeats=tuple(sorted(d.primary_repeats.items())),
+                                                             real_photos=d.real_photos,
+                                                             negative_share=d.negative_share,
+                                                             composite_share=d.composite_share))
     else:
         import json
         manifest = json.loads((dataset_dir / "manifest.json").read_text())

@@ -25,6 +25,7 @@ from station.domain import (
     Grade,
     LiabilityShare,
     Party,
+    UNCERTAIN_DEFECT,
     ReturnRequest,
 )
 
@@ -32,9 +33,10 @@ GRADE_ORDER = {Grade.A: 0, Grade.B: 1, Grade.C: 2, Grade.D: 3}
 _EXTRA_KINDS = frozenset({"presentation_mismatch"})  # evidence from comparing the stream with the catalogue
 FLAGS = ("hygiene", "safety", "liquid")
 # Facts about the unit's past or about the stream's presentation, not about the item's condition: they do
-# not make an item "not clean".
+# not make an item "not clean". Nor does a detector box below its class's calibrated threshold
+# (uncertain_defect): it asks for a look (G-UNCERTAIN-DETECTION), it does not name a defect.
 _HISTORY_KINDS = frozenset({"unit_seen_before"})
-_NOT_CONDITION_KINDS = _HISTORY_KINDS | _EXTRA_KINDS
+_NOT_CONDITION_KINDS = _HISTORY_KINDS | _EXTRA_KINDS | {UNCERTAIN_DEFECT}
 
 
 class RulesError(ValueError):
