@@ -708,16 +708,32 @@ def dataset_generate(
     seed: Annotated[int, typer.Option(help="seed; every split uses its own stream of it")] = 0,
     size: Annotated[int, typer.Option(min=64)] = 416,
     shifted: Annotated[bool, typer.Option(help="other backgrounds, lighting, scales: a generalisation test set")] = False,
+    real_photos: Annotated[Optional[Path], typer.Option(
+        help="folder of real photos (python -m models.real_photos) for real negatives and composited defects")] = None,
+    negative_share: Annotated[float, typer.Option(min=0, max=1, help="share of real undamaged photos")] = 0.0,
+    composite_share: Annotated[float, typer.Option(min=0, max=1, help="share of real photos with defects painted on")] = 0.0,
 ) -> None:
-    """Render a procedural defect dataset (the same generator the shipped model was trained on)."""
+    """Render a defect dataset: the procedural renderer, and with --real-photos real negatives and defects
+    composited onto real photos (models.composite)."""
     from rich.progress import Progress
 
     from models.dataset import DatasetSpec, write_dataset
 
-    spec = DatasetSpec(train_n, val_n, test_n, seed, size, shifted=shifted)
+    if (negative_share or composite_share) and real_photos is None:
+        fail("--negative-share and --composite-share need --real-photos DIR (python -m models.real_photos)")
+    if negative_share + composite_share > 1:
+        fail("--negative-share plus --composite-share must not exceed 1")
+    if real_photos is not None and not real_photos.is_dir():
+        fail(f"--real-photos {real_photos}: no such folder (extract it with python -m models.real_photos)")
+    spec = DatasetSpec(train_n, val_n, test_n, seed, size, shifted=shifted,
+                       real_photos=str(real_photos) if real_photos else None, negative_share=negative_share,
+                       composite_share=composite_share)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("rendering", total=train_n + val_n + test_n)
-        manifest = write_dataset(out_dir, spec, progress=lambda *_: progress.advance(task))
+        try:
+            manifest = write_dataset(out_dir, spec, progress=lambda *_: progress.advance(task))
+        except ValueError as exc:  # an unreadable or empty real-photo folder
+            fail(str(exc).splitlines()[0])
     out.print(f"wrote {out_dir} (sha256 {manifest['sha256'][:16]}...)")
 
 

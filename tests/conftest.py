@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist workers get COLUMNS=80 / LINES=24; a serial run has neither, and the CLI's piped width depends on it.
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -114,3 +114,23 @@ def test_unreadable_base_photo_is_named(tmp_path):
     (tmp_path / "broken.jpg").unlink()
     with pytest.raises(ValueError, match="no images"):
         load_bases(tmp_path)
+
+
+def test_dataset_generate_with_real_photos_and_its_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from station.cli import app
+
+    def run(*args):
+        res = CliRunner().invoke(app, ["dataset", "generate", str(tmp_path / "set"), *args], catch_exceptions=False)
+        return res.exit_code, res.output
+
+    code, text = run("--negative-share", "0.3")
+    assert code == 2 and "need --real-photos" in text
+    code, text = run("--real-photos", str(tmp_path / "absent"), "--composite-share", "0.5")
+    assert code == 2 and "no such folder" in text
+    code, text = run("--train", "0", "--val", "0", "--test", "4", "--size", "128", "--real-photos", str(SAMPLE),
+                     "--negative-share", "0.5", "--composite-share", "0.5")
+    assert code == 0, text
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["real_photos"]["files"] == 6 and manifest["spec"]["composite_share"] == 0.5

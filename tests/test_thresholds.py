@@ -131,10 +131,22 @@ def test_card_round_trip_with_per_class(tmp_path):
     assert det.class_thresholds == cal.thresholds and det.confidence == 0.25
 
 
-def test_card_without_per_class_behaves_as_before():
-    det = OnnxYoloDetector(REPO / "models/weights/defects.onnx").load()
+def test_card_without_per_class_behaves_as_before(tmp_path):
+    model = _model_copy(tmp_path)
+    card = read_card(model.with_suffix(".yaml"))
+    card["thresholds"].pop("per_class", None)
+    card["thresholds"].pop("calibration", None)
+    write_card(model.with_suffix(".yaml"), card)
+    det = OnnxYoloDetector(model).load()
     assert det.class_thresholds == {} and det.confidence == 0.25
-    assert ModelCard.load(REPO / "models/weights/defects.yaml").per_class == {}
+    assert ModelCard.load(model.with_suffix(".yaml")).per_class == {}
+
+
+def test_shipped_card_carries_calibrated_thresholds_for_every_class():
+    det = OnnxYoloDetector(REPO / "models/weights/defects.onnx").load()
+    assert set(det.class_thresholds) == set(det.class_names)
+    assert all(det.confidence <= t <= 0.95 for t in det.class_thresholds.values())
+    assert read_card(REPO / "models/weights/defects.yaml")["thresholds"]["calibration"]["reached"] is True
 
 
 def test_card_with_an_unknown_class_in_per_class_is_refused(tmp_path):

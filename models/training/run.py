@@ -108,7 +108,9 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
         "input_size": [t.imgsz, t.imgsz],
         "thresholds": {"confidence": config.export.conf_threshold, "iou": config.export.iou_threshold},
         "dataset": {"generator": "models.dataset.write_dataset", "sha256": manifest["sha256"],
-                    "spec": manifest["spec"]},
+                    "spec": manifest["spec"],
+                    # the real photos' source, licence, pinned commit and content hash (models.real_photos)
+                    **({"real_photos": manifest["real_photos"]} if "real_photos" in manifest else {})},
         "metrics_val": final_metrics(results, t.checkpoint),
         "training": {"command": command, "config": config.model_dump(), "date": dt.date.today().isoformat(),
                      "python": sys.version.split()[0]},
