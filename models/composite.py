@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.synth import PaintedDefect, RenderedItem, paint_defect
+from vision.synth import PaintedDefect, RenderedItem, labelled_change, paint_defect
 
 # Classes that can be painted onto a photo of packaging; seal_broken is painted on a strip along the top of
 # the product, leak runs down from it.
@@ -156,10 +156,9 @@ def composite_sample(rng: np.random.Generator, bases: list[np.ndarray], defects:
         # Feather the paint into the photo: the print's texture shows through a defect's soft edge.
         soft = cv2.GaussianBlur((mask > 0).astype(np.float32), (0, 0), 0.8)[..., None]
         img = np.clip(before * (1 - soft) + img * soft, 0, 255).astype(np.uint8)
-        changed = np.any(np.abs(img.astype(np.int16) - before.astype(np.int16)) > 6, axis=2)
-        tight = ((mask > 0) & changed).astype(np.uint8) * 255
-        if tight.sum() / 255 >= 6:
-            painted.append(PaintedDefect(name, tight))
+        labelled = labelled_change(name, mask, before, img)
+        if labelled is not None:
+            painted.append(labelled)
     if turn:
         img = np.ascontiguousarray(np.rot90(img, turn))
         product = np.ascontiguousarray(np.rot90(product, turn))

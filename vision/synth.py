@@ -499,6 +499,15 @@ def paint_defect(rng: np.random.Generator, name: str, img: np.ndarray, product: 
 # --------------------------------------------------------------------------------------------- render
 
 
+def labelled_change(name: str, mask: np.ndarray, before: np.ndarray, after: np.ndarray,
+                    min_pixels: int = 6) -> PaintedDefect | None:
+    """The label of one painted defect: exactly the pixels that changed, within the defect's own mask (None when
+    fewer than ``min_pixels`` did)."""
+    changed = np.any(np.abs(after.astype(np.int16) - before.astype(np.int16)) > 6, axis=2)
+    tight = ((mask > 0) & changed).astype(np.uint8) * 255
+    return PaintedDefect(name, tight) if tight.sum() / 255 >= min_pixels else None
+
+
 def render_item(
     rng: np.random.Generator,
     look: ProductLook,
@@ -534,11 +543,9 @@ def render_item(
         mask = paint_defect(rng, name, img, product, regions)
         if mask is None:
             continue
-        # The label covers exactly what changed, within the defect's own mask.
-        changed = np.any(np.abs(img.astype(np.int16) - before.astype(np.int16)) > 6, axis=2)
-        tight = ((mask > 0) & changed).astype(np.uint8) * 255
-        if tight.sum() / 255 >= 6:
-            painted.append(PaintedDefect(name, tight))
+        labelled = labelled_change(name, mask, before, img)
+        if labelled is not None:
+            painted.append(labelled)
 
     if not clean_reference:
         # Perspective warp applied identically to image, product mask and every defect mask.
