@@ -24,15 +24,30 @@ def profile_path(data_dir: Path, kind: str, camera_id: str) -> Path:
     return Path(data_dir) / "calibration" / f"{kind}_{camera_id}.json"
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically (temporary file, fsync, rename), owner-only (0600 in a 0700 folder, as the station's records):
+    a calibration says how this station's camera sees, which is the station's business alone."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)  # an older copy of the temporary may have had looser bits
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_profile(data_dir: Path, kind: str, camera_id: str, data: dict, now: float | None = None) -> Path:
     path = profile_path(data_dir, kind, camera_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"kind": kind, "camera_id": camera_id, "created_at": time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now)),
         "created_unix": time.time() if now is None else now, "data": data}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_private(path, json.dumps(doc, indent=1).encode("utf-8"))
     return path
 
 

@@ -93,9 +93,13 @@ class ModelRegistry:
 
     def open(self) -> "ModelRegistry":
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             db = sqlite3.connect(self.db_path, isolation_level=None, timeout=10)
             db.execute("PRAGMA journal_mode=WAL")
+            for f in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal"),
+                      self.db_path.with_name(self.db_path.name + "-shm")):
+                if f.exists():  # owner-only, as the station's own databases (which activations it ran is its record)
+                    f.chmod(0o600)
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise RegistryError(f"cannot open the model registry {self.db_path}: {exc}") from None

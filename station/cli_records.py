@@ -42,16 +42,32 @@ def _open_store(cfg):
         cli.fail(f"the station database {db} cannot be read: {exc}: run `station verify`")
 
 
-def _sync_settings(cfg, url: str | None = None, token: str | None = None):
-    from station.sync import SyncError, settings_from_config
+TOKEN_ON_COMMAND_LINE = ("--token puts the token on the command line, where other users of this machine can read "
+                         "it (ps, /proc/PID/cmdline): prefer --token-file FILE (mode 0600) or env {env}")
 
+
+def _sync_settings(cfg, url: str | None = None, token: str | None = None, token_file: Path | None = None):
+    from rich.markup import escape
+
+    from station.sync import TOKEN_ENV, SyncError, read_token_file, settings_from_config
+
+    cli = _cli()
     if url is not None and not url.lower().startswith(("http://", "https://")):
-        _cli().fail(f"--url {url}: the platform URL must start with http:// or https:// "
-                    f"(e.g. http://platform:8700)")
+        cli.fail(f"--url {url}: the platform URL must start with http:// or https:// "
+                 f"(e.g. http://platform:8700)")
+    if token is not None and token_file is not None:
+        cli.fail("pass either --token or --token-file, not both (prefer --token-file)")
     try:
+        if token_file is not None:
+            token, warning = read_token_file(token_file)
+            if warning:
+                cli.err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+        elif token is not None:
+            cli.err.print(f"[bold yellow]warning:[/] {escape(TOKEN_ON_COMMAND_LINE.format(env=TOKEN_ENV))}",
+                          highlight=False)
         return settings_from_config(cfg.sync, url, token)
     except SyncError as exc:
-        _cli().fail(str(exc))
+        cli.fail(str(exc))
 
 
 def _read_key(path: Path | None) -> bytes | None:
@@ -318,32 +334,78 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def sync(
         once: Annotated[bool, typer.Option("--once", help="push everything pending, pull, and exit")] = False,
         status: Annotated[bool, typer.Option("--status", help="print the sync state only (no network)")] = False,
+        retry_dead: Annotated[bool, typer.Option(
+            "--retry-dead", help="queue the records the platform refused (dead letters) again, after a fix; "
+                                 "with --once or alone it then syncs")] = False,
         url: Annotated[Optional[str], typer.Option(help="platform URL (default: sync.url)")] = None,
-        token: Annotated[Optional[str], typer.Option(help="station token (default: sync.token)")] = None,
+        token_file: Annotated[Optional[Path], typer.Option(
+            "--token-file", help="file holding the station token on its first line (chmod 600)")] = None,
+        token: Annotated[Optional[str], typer.Option(
+            help="station token; visible to other users of this machine (ps): prefer --token-file or env "
+                 "STATION_SYNC_TOKEN")] = None,
         json_out: Annotated[bool, typer.Option("--json")] = False,
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,
     ) -> None:
-        """Push the outbox to the platform and pull RMAs/catalogue updates (forever, or --once)."""
+        """Push the outbox to the platform and pull RMAs/catalogue updates (forever, or --once). The token comes
+        from --token-file, env STATION_SYNC_TOKEN or the config's sync.token. Records the platform refuses for
+        good are set aside (dead letters, listed by --status) and the rest flow on."""
         import threading
 
         from rich.markup import escape
 
+        from station.records import StoreError
         from station.sync import SyncClient, SyncError, read_status
 
         cfg = cli._config(config, data_dir)
+        if status and retry_dead:
+            cli.fail("--status only reads the state: run --retry-dead without it")
         store = _open_store(cfg)
         try:
             if status:
+                from station import licence_plate, webhooks
+
                 st = read_status(store).to_json()
+                # what else waits to leave the station: disposition webhooks and licence-plate labels
+                st["webhooks"] = webhooks.status(cfg.station.data_dir / "webhooks.db")
+                st["labels"] = licence_plate.labels_status(cfg.station.data_dir / "labels.db")
                 if json_out:
                     cli._print_json(st)
                 else:
                     # escaped: a stored error naming a TOML section ("set [sync] token") is text, not markup
                     cli.out.print(f"pending {st['pending']}, last success {st['last_success'] or 'never'}, "
-                                  f"last error {escape(st['last_error'] or '-')}", highlight=False)
+                                  f"last error {escape(st['last_error'] or '-')}, "
+                                  f"refused by the platform {st['dead_letter']}", highlight=False)
+                    for d in st["dead_letters"]:
+                        cli.out.print(f"  refused {d['record_id']} (order {escape(d['order_id'][:40])}): "
+                                      f"{escape(d['reason'])}", highlight=False)
+                    if st["dead_letter"] > len(st["dead_letters"]):
+                        cli.out.print(f"  ... and {st['dead_letter'] - len(st['dead_letters'])} more "
+                                      f"(--json lists the oldest {len(st['dead_letters'])})")
+                    if st["dead_letter"]:
+                        cli.out.print("  fix the cause, then run `station sync --retry-dead` to send them again")
+                    wh, lb = st["webhooks"], st["labels"]
+                    cli.out.print(f"webhooks: pending {wh['pending']}, delivered {wh['delivered']}, dead letters "
+                                  f"{wh['dead']}, last error {escape(wh['last_error'] or '-')}", highlight=False)
+                    for d in wh["dead_letters"]:
+                        cli.out.print(f"  refused {escape(str(d.get('key')))} ({d.get('status')}): "
+                                      f"{escape(str(d.get('error')))}", highlight=False)
+                    cli.out.print(f"labels: printed {lb['printed']}, unprinted {lb['unprinted']}", highlight=False)
                 return
-            settings = _sync_settings(cfg, url, token)
+            settings = _sync_settings(cfg, url, token, token_file)
+            if retry_dead:
+                from station.webhooks import WebhookError, WebhookOutbox
+
+                try:
+                    requeued = store.retry_dead()
+                    hooks = cfg.station.data_dir / "webhooks.db"
+                    if hooks.exists():
+                        with WebhookOutbox(hooks) as outbox:
+                            requeued_hooks = outbox.requeue_dead()
+                        cli.err.print(f"queued {requeued_hooks} refused webhook event(s) again")
+                except (StoreError, WebhookError) as exc:
+                    cli.fail(str(exc))
+                cli.err.print(f"queued {requeued} refused record(s) again")
             client = SyncClient(store, settings)
             if not once:
                 stop = threading.Event()
@@ -363,18 +425,23 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             try:
                 res = client.sync_once()
             except SyncError as exc:
+                if exc.local:  # the station's disk (full, read-only), not the platform: bad input, exit 2
+                    cli.fail(f"sync stopped: {exc}")
                 res, error = None, str(exc)
             finally:
                 client.close()
             st = read_status(store).to_json()
             report = {**st, "ok": error is None, "server": settings.url,
-                      **({k: res[k] for k in ("pushed", "created", "existing", "conflicts", "images", "pulled")}
-                         if res else {"error": error})}
+                      **({k: res[k] for k in ("pushed", "created", "existing", "conflicts", "images", "dead",
+                                              "pulled")} if res else {"error": error})}
             if json_out:
                 cli._print_json(report)
             elif error is None:
                 cli.out.print(f"pushed {res['pushed']} record(s) ({res['created']} new), {res['images']} image(s); "
                               f"pending {st['pending']}")
+                if res["dead"] or st["dead_letter"]:
+                    cli.err.print(f"[bold yellow]{res['dead']} record(s) refused by the platform this time, "
+                                  f"{st['dead_letter']} in all[/]: see `station sync --status`", highlight=False)
             else:
                 cli.err.print(f"[bold red]sync failed:[/] {escape(error)} ({st['pending']} pending; retry later)",
                               highlight=False)
@@ -392,21 +459,43 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         host: Annotated[str, typer.Option()] = "127.0.0.1",
         port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
         token: Annotated[Optional[list[str]], typer.Option(
-            help="create a token: ROLE:SUBJECT:TOKEN (role station, inspector, supervisor or admin); repeatable")] = None,
+            help="create a token: ROLE:SUBJECT:TOKEN (role station, inspector, supervisor or admin); repeatable; "
+                 "visible to other users of this machine (ps): prefer --token-file")] = None,
+        token_file: Annotated[Optional[Path], typer.Option(
+            "--token-file", help="create the tokens in FILE: one ROLE:SUBJECT:TOKEN per line, # comments "
+                                 "(chmod 600)")] = None,
     ) -> None:
         """Run the platform server (API under /api/v1/, docs at /docs)."""
+        from rich.markup import escape
         from sqlalchemy.exc import SQLAlchemyError
 
         from station.server.api import ROLES, create_app, create_token, init_db, make_engine
         from station.server.runner import serve
         from station.server.schema import SchemaError
+        from station.sync import SyncError, read_token_file
 
+        lines: list[tuple[str, str]] = [("--token", t) for t in token or []]
+        if token:
+            cli.err.print("[bold yellow]warning:[/] --token puts tokens on the command line, where other users of "
+                          "this machine can read them (ps, /proc/PID/cmdline): prefer --token-file FILE (mode 0600)",
+                          highlight=False)
+        if token_file is not None:
+            try:
+                _, warning = read_token_file(token_file)  # the same checks as the station's token file
+                text = token_file.read_text(encoding="utf-8")
+            except (SyncError, OSError, UnicodeDecodeError) as exc:
+                cli.fail(str(exc) if isinstance(exc, SyncError) else f"cannot read token file {token_file}: {exc}")
+            if warning:
+                cli.err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+            lines += [(f"{token_file} line {n}", ln.strip()) for n, ln in enumerate(text.splitlines(), 1)
+                      if ln.strip() and not ln.strip().startswith("#")]
         specs = []
-        for t in token or []:
+        for where, t in lines:
             parts = t.split(":", 2)
             if len(parts) != 3 or parts[0] not in ROLES or not parts[1] or len(parts[2]) < 8:
-                cli.fail(f"bad --token {t!r}: use ROLE:SUBJECT:TOKEN, role one of {', '.join(ROLES)}, "
-                         f"token at least 8 characters")
+                shown = t if where == "--token" else f"{parts[0]}:{parts[1] if len(parts) > 1 else ''}:..."
+                cli.fail(f"bad token in {where} ({shown!r}): use ROLE:SUBJECT:TOKEN, role one of "
+                         f"{', '.join(ROLES)}, token at least 8 characters")
             specs.append(parts)
         try:
             engine = make_engine(database_url)
@@ -513,10 +602,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def crash_worker(
         db: Annotated[Path, typer.Option()],
         url: Annotated[str, typer.Option()],
-        token: Annotated[str, typer.Option()],
         total: Annotated[int, typer.Option()],
     ) -> None:
-        """(bench crash) inspect CRASH-00000.. up to --total while syncing; exits when all are synced."""
+        """(bench crash) inspect CRASH-00000.. up to --total while syncing; exits when all are synced. The
+        token comes in env STATION_SYNC_TOKEN (never on the command line)."""
+        from station.sync import TOKEN_ENV
+
+        token = os.environ.get(TOKEN_ENV)
+        if not token:
+            cli.fail(f"set env {TOKEN_ENV} to the station token")
         _crash_worker(db, url, token, total)
 
 
@@ -627,10 +721,13 @@ def run_crash_bench(trials: int, per_trial: int, seed: int) -> dict:
         init_db(engine)
         tok = create_token(engine, "station", "crash-station")
         with ServerThread(create_app(engine=engine)) as srv:
+            from station.sync import TOKEN_ENV
+
             cmd = [sys.executable, "-m", "station.cli", "crash-worker", "--db", str(db), "--url", srv.url,
-                   "--token", tok, "--total", str(total)]
+                   "--total", str(total)]
+            env = {**os.environ, TOKEN_ENV: tok}  # not in argv: other users could read it there
             for _ in range(trials):
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
                 line = proc.stdout.readline()  # "ready": the store is open and the syncer runs
                 if line.strip() == "ready":
                     time.sleep(rng.uniform(0.0, 0.03 * per_trial))
@@ -643,7 +740,7 @@ def run_crash_bench(trials: int, per_trial: int, seed: int) -> dict:
                     n_done = probe.db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0]
                     mid_run += int(n_done < total or probe.pending_count() > 0)
             # Final restart, not killed: finishes what is left and syncs everything.
-            final = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            final = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         with StationStore(db) as store:
             counts = dict(store.db.execute(
                 "SELECT order_id, COUNT(*) FROM inspections WHERE order_id LIKE 'CRASH-%' GROUP BY order_id"))

@@ -451,7 +451,7 @@ def save_witness(path: Path, head: SignedTreeHead, acknowledged_by: str = "") ->
                        "head": head.to_json()}, indent=2).encode()
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, body)

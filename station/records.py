@@ -28,6 +28,7 @@ from station.dbhandle import (PRIVATE_FILE_MODE, SqliteHandle, clear_group_other
                               private_sqlite_files)
 from station.domain import DETECTOR_CLASSES, Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
 from station.evidence import EvidenceError, EvidenceLog, StationKey, SignedTreeHead
+from station.limits import LimitError, check_fields, request_values
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: inspections, images and their links; append-only enforced by triggers.
@@ -120,14 +121,57 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rmas (order_id TEXT PRIMARY KEY, payload TEXT NOT NULL, server_seq INTEGER NOT NULL);
     CREATE TABLE catalogue_updates (sku TEXT PRIMARY KEY, payload TEXT NOT NULL, server_seq INTEGER NOT NULL);
     """,
+    # 3: dead letters. A record the platform refuses for good (a 4xx about the record itself) is set aside with
+    #    the status and the platform's reason, so it no longer blocks every later record; it stays in the
+    #    outbox (sent_at NULL) and `station sync --retry-dead` queues it again after a fix on either side.
+    """
+    ALTER TABLE outbox ADD COLUMN dead_at TEXT;
+    ALTER TABLE outbox ADD COLUMN dead_status INTEGER;
+    ALTER TABLE outbox ADD COLUMN dead_reason TEXT;
+    ALTER TABLE outbox ADD COLUMN dead_attempts INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_dead ON outbox(dead_at);
+    """,
 )
 
 DISK_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG (file size limit), EDQUOT
+READ_ONLY_ERRNOS = (30,)  # EROFS
 DEFAULT_MIN_FREE_BYTES = 32 * 1024 * 1024
 
 
 class StoreError(RuntimeError):
     """The station store could not be written or read; the message says what to do."""
+
+
+class RecordLimitError(StoreError, ValueError):
+    """A value of a record (order id, SKU, operator ...) is beyond what the platform accepts (station/limits.py):
+    refused before it is written, since the platform would refuse the record for good."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An outbox row the platform refused for good: which record, the HTTP status and the platform's reason."""
+
+    record_id: str
+    order_id: str
+    status: int | None
+    reason: str
+    refused_at: str
+    attempts: int
+
+    def to_json(self) -> dict:
+        return {"record_id": self.record_id, "order_id": self.order_id, "status": self.status,
+                "reason": self.reason, "refused_at": self.refused_at, "attempts": self.attempts}
+
+
+def _check_limits(values: Mapping[str, str | None]) -> None:
+    try:
+        check_fields(values)
+    except LimitError as exc:
+        raise RecordLimitError(exc.field, f"{exc}; nothing was written") from None
 
 
 class BoxError(StoreError, ValueError):
@@ -183,6 +227,8 @@ def _disk_full_hint(exc: BaseException) -> str:
     errno = getattr(exc, "errno", None)
     if errno in DISK_FULL_ERRNOS or "full" in str(exc).lower():
         return " (disk full: free space or move data_dir; nothing was half-written)"
+    if errno in READ_ONLY_ERRNOS or "readonly" in str(exc).lower().replace("-", "").replace(" ", ""):
+        return " (read-only file system: remount it writable or move data_dir; nothing was half-written)"
     return ""
 
 
@@ -363,6 +409,11 @@ class StationStore(SqliteHandle):
         """Like ``append`` for several records in one transaction (imports, benchmarks)."""
         if not records:
             return
+        for record in records:  # before the transaction: a record the platform would refuse is never written
+            _check_limits({**request_values(record.request), "operator": record.operator,
+                           "override_reason": record.override_reason})
+            for view, _ in record.image_hashes:
+                _check_limits({"view": view})
 
         def body() -> None:
             for record in records:
@@ -395,6 +446,7 @@ class StationStore(SqliteHandle):
         """Append an override row pointing at ``record_id``; the original stays as it was."""
         if not operator or not reason:
             raise StoreError("an override needs who (operator) and why (reason)")
+        _check_limits({"operator": operator, "override_reason": reason})
         row = self.get(record_id)
         if row is None:
             raise StoreError(f"record {record_id} not found")
@@ -433,6 +485,7 @@ class StationStore(SqliteHandle):
         disposition stay as they were (change them with ``override``)."""
         if not operator or not reason:
             raise StoreError("a box correction needs who (operator) and why (reason)")
+        _check_limits({"operator": operator, "override_reason": reason})
         row = self.get(record_id)
         if row is None:
             raise StoreError(f"record {record_id} not found")
@@ -509,7 +562,47 @@ class StationStore(SqliteHandle):
 
     # -------------------------------------------------------------------------------- outbox (sync)
     def pending_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+        """Records waiting for the platform (dead letters not counted: see ``dead_letter_count``)."""
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL").fetchone()[0])
+
+    def dead_letter_count(self) -> int:
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NOT NULL").fetchone()[0])
+
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """Records the platform refused for good, oldest first."""
+        rows = self.db.execute(
+            """SELECT o.record_id, i.order_id, o.dead_status, o.dead_reason, o.dead_at, o.dead_attempts
+               FROM outbox o JOIN inspections i ON i.record_id = o.record_id
+               WHERE o.sent_at IS NULL AND o.dead_at IS NOT NULL ORDER BY o.seq LIMIT ?""",
+            (-1 if limit is None else int(limit),)).fetchall()
+        return [DeadLetter(rid, order, status, reason or "", at, int(n)) for rid, order, status, reason, at, n in rows]
+
+    def mark_dead(self, refusals: Sequence[tuple[str, int | None, str]]) -> None:
+        """Set aside records the platform refused for good: ``(record_id, http_status, reason)`` each. Later
+        batches skip them; the rest of the outbox flows on."""
+        if not refusals:
+            return
+        now = utc_now()
+        with self._tx(f"set aside {len(refusals)} refused record(s)"):
+            self.db.executemany(
+                "UPDATE outbox SET dead_at = ?, dead_status = ?, dead_reason = ?, dead_attempts = dead_attempts + 1 "
+                "WHERE record_id = ? AND sent_at IS NULL",
+                [(now, status, str(reason)[:2000], rid) for rid, status, reason in refusals])
+
+    def retry_dead(self, record_ids: Sequence[str] | None = None) -> int:
+        """Queue dead letters again (all, or those named), after the platform or the data was fixed; returns how
+        many. The status and reason stay until the next attempt answers."""
+        with self._tx("queue refused records again"):
+            if record_ids is None:
+                cur = self.db.execute("UPDATE outbox SET dead_at = NULL WHERE sent_at IS NULL AND dead_at IS NOT NULL")
+                return cur.rowcount
+            n = 0
+            for rid in record_ids:
+                n += self.db.execute("UPDATE outbox SET dead_at = NULL WHERE record_id = ? AND sent_at IS NULL "
+                                     "AND dead_at IS NOT NULL", (rid,)).rowcount
+            return n
 
     def outbox_batch(self, limit: int) -> list[dict]:
         """The oldest unsent records, each as the platform's record payload (row, images, log leaf)."""
@@ -517,7 +610,7 @@ class StationStore(SqliteHandle):
             """SELECT i.*, l.idx AS leaf_index, l.leaf_hash AS leaf_hash FROM outbox o
                JOIN inspections i ON i.record_id = o.record_id
                LEFT JOIN evidence_leaves l ON l.record_id = o.record_id
-               WHERE o.sent_at IS NULL ORDER BY o.seq LIMIT ?""", (limit,))
+               WHERE o.sent_at IS NULL AND o.dead_at IS NULL ORDER BY o.seq LIMIT ?""", (limit,))
         names = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
@@ -534,7 +627,7 @@ class StationStore(SqliteHandle):
         now = utc_now()
         try:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("UPDATE outbox SET sent_at = ? WHERE record_id = ? AND sent_at IS NULL",
+            self.db.executemany("UPDATE outbox SET sent_at = ?, dead_at = NULL WHERE record_id = ? AND sent_at IS NULL",
                                 [(now, rid) for rid in record_ids])
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -595,7 +688,10 @@ class StationStore(SqliteHandle):
 
         class _Tx:
             def __enter__(self_inner):
-                store.db.execute("BEGIN IMMEDIATE")
+                try:
+                    store.db.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as e:  # busy, disk I/O, read-only: the same one-line error as a failed write
+                    raise StoreError(f"cannot {what}: {e}{_disk_full_hint(e)}") from None
 
             def __exit__(self_inner, typ, exc, tb):
                 if typ is None:
@@ -670,6 +766,19 @@ EXPORT_COLUMNS = ("record_id", "created_at", "station_id", "order_id", "sku", "u
                   "model_version", "rules_fired", "operator", "overrides", "override_reason")
 
 
+# OWASP "CSV injection": a spreadsheet runs a cell that starts with one of these as a formula (=cmd|' /C calc'!A0).
+# Catalogue and RMA fields come from outside the station, so every text cell that starts so is prefixed with a
+# single quote, which spreadsheets show as text. Numbers (lane, confidence) are written as numbers.
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """``value`` as a CSV cell a spreadsheet will not evaluate (text only; other values unchanged)."""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def export_rows(rows: Iterator[dict], fmt: str, out: io.TextIOBase) -> int:
     n = 0
     if fmt == "csv":
@@ -679,7 +788,8 @@ def export_rows(rows: Iterator[dict], fmt: str, out: io.TextIOBase) -> int:
             decision = json.loads(row["decision_json"])
             liability = ";".join(f"{s['party']}={s['share']}" for s in decision.get("liability", []))
             findings = ";".join(f["kind"] for f in json.loads(row["findings_json"]))
-            writer.writerow({**row, "liability": liability, "findings": findings})
+            cells = {**row, "liability": liability, "findings": findings}
+            writer.writerow({k: csv_safe(cells.get(k)) for k in writer.fieldnames})
             n += 1
     elif fmt == "jsonl":
         for row in rows:
@@ -693,6 +803,30 @@ def export_rows(rows: Iterator[dict], fmt: str, out: io.TextIOBase) -> int:
             n += 1
     else:
         raise ValueError(f"unknown export format {fmt!r}: use csv or jsonl")
+    return n
+
+
+def write_export_file(rows: Iterator[dict], fmt: str, path: Path) -> int:
+    """Export to ``path`` atomically: a temporary file beside it, fsynced, then renamed. A full disk (ENOSPC,
+    EDQUOT, EFBIG), a read-only file system or any other write error raises StoreError with one line, and no
+    half-written file is left (neither the temporary nor a truncated ``path``; an earlier ``path`` stays)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            n = export_rows(rows, fmt, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}{_disk_full_hint(exc)}: "
+                         f"pass --out FILE on a disk with space that you may write to") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n
 
 

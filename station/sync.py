@@ -7,6 +7,12 @@
   means the batch is sent again and counted once.
 - Exponential backoff with jitter between failed attempts; state (pending, last success, last error) is kept
   in the store so the CLI and the UI can show it.
+- A record the platform refuses for good (a 4xx about the record itself, e.g. a 422 for an order id beyond its
+  limit) is set aside as a dead letter with the status and the platform's reason, and the rest of the outbox
+  flows on: the records a refusal names are set aside and the others sent again; when the answer names none,
+  the batch is halved until the refused record is alone. ``station sync --status`` lists dead letters and
+  ``station sync --retry-dead`` queues them again after a fix. Transient failures (network, 5xx, 408, 429)
+  keep the batch in the outbox and are retried with backoff.
 - The platform witnesses the station's signed tree head only when it extends the last one it holds: each
   push with a head carries an RFC 9162 consistency proof from that head, whose copy the station keeps in its
   sync state (``platform_head``, JSON: the last head the platform acknowledged).
@@ -18,9 +24,10 @@ import base64
 import json
 import os
 import random
+import stat
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -29,20 +36,27 @@ import httpx
 import numpy as np
 
 from station.evidence import keep_acknowledged_head
-from station.records import DEFAULT_MIN_FREE_BYTES, PruneReport, StationStore, StoreError, utc_now
+from station.records import DEFAULT_MIN_FREE_BYTES, DeadLetter, PruneReport, StationStore, StoreError, utc_now
 
 API = "/api/v1"
+TOKEN_ENV = "STATION_SYNC_TOKEN"
+# 4xx answers that are not about the records themselves, so they never make a dead letter: the token or its
+# scope (401, 403: fix the config), a wrong URL or an older platform (404, 405: every record would be set
+# aside), retry later (408, 429), and a signed-head conflict (409, handled in push_batch).
+NOT_ABOUT_RECORDS = frozenset({401, 403, 404, 405, 408, 409, 429})
+DEAD_LETTERS_SHOWN = 50  # how many dead letters the status lists one by one
 
 
 class SyncError(RuntimeError):
     """A sync attempt failed; ``transient`` says whether retrying later can help."""
 
     def __init__(self, message: str, transient: bool = True, status: int | None = None,
-                 body: dict | None = None) -> None:
+                 body: dict | None = None, local: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status  # the platform's HTTP status, when it answered
         self.body = body or {}  # and its JSON answer
+        self.local = local  # the station's own store failed (disk full, read-only), not the platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,22 +84,53 @@ class SyncStatus:
     last_attempt: str | None
     last_error: str | None
     consecutive_failures: int
+    dead_letter: int = 0  # records the platform refused for good (not counted in ``pending``)
+    dead_letters: tuple[DeadLetter, ...] = field(default=())  # the oldest DEAD_LETTERS_SHOWN of them
 
     def to_json(self) -> dict:
         return {"pending": self.pending, "pushed_total": self.pushed_total, "last_success": self.last_success,
                 "last_attempt": self.last_attempt, "last_error": self.last_error,
-                "consecutive_failures": self.consecutive_failures}
+                "consecutive_failures": self.consecutive_failures, "dead_letter": self.dead_letter,
+                "dead_letters": [d.to_json() for d in self.dead_letters]}
+
+
+def read_token_file(path: Path) -> tuple[str, str | None]:
+    """The token in ``path`` (its first non-empty line, surrounding blanks stripped) and a warning when the
+    file is readable by group or others. Raises SyncError (not transient) saying what is wrong."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise SyncError(f"token file {path} is not a file: pass a file holding the token", transient=False)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SyncError(f"token file {path} not found: pass the file that holds the station token",
+                        transient=False) from None
+    except UnicodeDecodeError:
+        raise SyncError(f"token file {path} is not UTF-8 text: write the token on one line", transient=False) from None
+    except OSError as exc:
+        raise SyncError(f"cannot read token file {path}: {exc.strerror or exc}", transient=False) from None
+    token = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not token:
+        raise SyncError(f"token file {path} is empty: write the station token on its first line", transient=False)
+    warning = None
+    if st.st_mode & 0o077:
+        warning = (f"token file {path} is readable by {'group and others' if st.st_mode & 0o007 else 'its group'} "
+                   f"(mode {stat.S_IMODE(st.st_mode):04o}): run `chmod 600 {path}`")
+    return token, warning
 
 
 def settings_from_config(sync_cfg, url: str | None = None, token: str | None = None) -> SyncSettings:
-    """SyncSettings from the config's ``[sync]`` section. The token comes from ``token``, else env
-    STATION_SYNC_TOKEN, else ``sync.token``. Raises SyncError (not transient) naming what is missing."""
+    """SyncSettings from the config's ``[sync]`` section. The token comes from ``token`` (--token or
+    --token-file), else env STATION_SYNC_TOKEN, else ``sync.token``. Raises SyncError (not transient) naming
+    what is missing."""
     url = url or sync_cfg.url
-    token = token or os.environ.get("STATION_SYNC_TOKEN") or sync_cfg.token
+    token = token or os.environ.get(TOKEN_ENV) or sync_cfg.token
     if not url:
         raise SyncError("no platform URL: set [sync] url in the station config or pass --url", transient=False)
     if not token:
-        raise SyncError("no sync token: set [sync] token, env STATION_SYNC_TOKEN, or pass --token", transient=False)
+        raise SyncError(f"no sync token: pass --token-file FILE, set env {TOKEN_ENV}, or set [sync] token",
+                        transient=False)
     s = sync_cfg
     if s.blur_faces and not face_blur_available():
         raise SyncError(FACE_BLUR_UNAVAILABLE, transient=False)
@@ -103,7 +148,48 @@ def read_status(store: StationStore) -> SyncStatus:
         last_attempt=store.get_state("last_attempt"),
         last_error=store.get_state("last_error"),
         consecutive_failures=int(store.get_state("consecutive_failures", "0") or 0),
+        dead_letter=store.dead_letter_count(),
+        dead_letters=tuple(store.dead_letters(DEAD_LETTERS_SHOWN)),
     )
+
+
+def refuses_records(exc: SyncError) -> bool:
+    """Whether the platform's answer refuses what the batch's records are (never to be accepted as they are)."""
+    return exc.status is not None and 400 <= exc.status < 500 and exc.status not in NOT_ABOUT_RECORDS
+
+
+def _refusal_text(exc: SyncError) -> str:
+    detail = exc.body.get("detail")
+    return f"{exc.status}: {detail if isinstance(detail, str) else str(exc)}"[:2000]
+
+
+def named_refusals(exc: SyncError, records: list[dict]) -> dict[int, str] | None:
+    """The records (index -> reason) a refusal names. FastAPI's validation answer locates every bad field
+    (``loc`` = body, records, index, field); the platform's own checks name the record id. ``{}``: the answer
+    is about another part of the batch (the signed head, a thumbnail, the key), so no record is to blame;
+    ``None``: it does not say."""
+    detail = exc.body.get("detail")
+    if isinstance(detail, list):
+        named: dict[int, list[str]] = {}
+        elsewhere = False
+        for err in detail:
+            loc = err.get("loc") if isinstance(err, dict) else None
+            if (isinstance(loc, list) and len(loc) >= 3 and loc[:2] == ["body", "records"]
+                    and isinstance(loc[2], int) and 0 <= loc[2] < len(records)):
+                where = ".".join(str(x) for x in loc[3:]) or "record"
+                named.setdefault(loc[2], []).append(f"{where}: {err.get('msg', 'refused')}")
+            else:
+                elsewhere = True
+        if named:
+            return {i: f"{exc.status}: " + "; ".join(msgs) for i, msgs in named.items()}
+        return {} if elsewhere else None
+    if isinstance(detail, str):
+        hits = {i: _refusal_text(exc) for i, r in enumerate(records) if str(r.get("record_id")) in detail}
+        if hits:
+            return hits
+        if any(w in detail.lower() for w in ("head", "thumbnail", "public_key")):
+            return {}
+    return None
 
 
 def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
@@ -256,10 +342,39 @@ class SyncClient:
 
     # -------------------------------------------------------------- push / pull
     def push_batch(self) -> dict:
-        """Send the oldest pending batch; returns counts (all zero when nothing is pending)."""
+        """Send the oldest pending batch; returns counts (all zero when nothing is pending). Records the
+        platform refuses for good are set aside (``dead``) and the rest of the batch is sent."""
         records = self.store.outbox_batch(self.settings.batch_size)
         if not records:
-            return {"pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0}
+            return {"pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0, "dead": 0}
+        return self._push_isolating(records)
+
+    def _push_isolating(self, records: list[dict]) -> dict:
+        """Send ``records``; on a refusal about records, set aside the ones it names (or, when it names none,
+        halve the batch until the refused record is alone) and send the others."""
+        try:
+            return {**self._send(records), "dead": 0}
+        except SyncError as exc:
+            if not refuses_records(exc):
+                raise
+            named = named_refusals(exc, records)
+            if named == {}:
+                raise  # the batch's head or thumbnails, not a record: no record is set aside for it
+            if named is None:
+                if len(records) > 1:
+                    half = len(records) // 2
+                    first, second = self._push_isolating(records[:half]), self._push_isolating(records[half:])
+                    return {k: first[k] + second[k] for k in first}
+                named = {0: _refusal_text(exc)}
+            self.store.mark_dead([(records[i]["record_id"], exc.status, why) for i, why in named.items()])
+            rest = [r for i, r in enumerate(records) if i not in named]
+            res = self._push_isolating(rest) if rest else {
+                "pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0, "dead": 0}
+            return {**res, "dead": res["dead"] + len(named)}
+
+    def _send(self, records: list[dict]) -> dict:
+        """One POST of ``records`` (images uploaded first, thumbnails and the signed head with it); marks them
+        sent when the platform acknowledged them."""
         shas = [im["sha256"] for r in records for im in r["images"]]
         images = self._upload_images(shas)
         thumbs = {}
@@ -335,13 +450,16 @@ class SyncClient:
     def sync_once(self, max_batches: int | None = None) -> dict:
         """Push until the outbox is empty (or ``max_batches``), then pull. Raises SyncError on failure, with
         the failure recorded in the sync state."""
-        totals = {"pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0}
-        self.store.set_state({"last_attempt": utc_now()})
+        totals = {"pushed": 0, "created": 0, "existing": 0, "conflicts": 0, "images": 0, "dead": 0}
+        try:
+            self.store.set_state({"last_attempt": utc_now()})
+        except StoreError as exc:
+            raise SyncError(str(exc), transient=False, local=True) from None
         try:
             batches = 0
             while max_batches is None or batches < max_batches:
                 res = self.push_batch()
-                if not res["pushed"]:
+                if not res["pushed"] and not res["dead"]:
                     break
                 for k in totals:
                     totals[k] += res[k]
@@ -350,12 +468,18 @@ class SyncClient:
                                                            res["pushed"])})
             pulled = self.pull() if self.settings.pull else {}
         except (SyncError, StoreError) as exc:
-            failures = int(self.store.get_state("consecutive_failures", "0") or 0) + 1
-            self.store.set_state({"last_error": str(exc), "consecutive_failures": str(failures)})
+            try:
+                failures = int(self.store.get_state("consecutive_failures", "0") or 0) + 1
+                self.store.set_state({"last_error": str(exc), "consecutive_failures": str(failures)})
+            except StoreError:
+                pass  # the store itself cannot be written (disk full): the error below says so
             if isinstance(exc, StoreError):
-                raise SyncError(str(exc), transient=False) from None
+                raise SyncError(str(exc), transient=False, local=True) from None
             raise
-        self.store.set_state({"last_success": utc_now(), "last_error": None, "consecutive_failures": "0"})
+        try:
+            self.store.set_state({"last_success": utc_now(), "last_error": None, "consecutive_failures": "0"})
+        except StoreError as exc:  # what was pushed is marked sent already; only the bookkeeping failed
+            raise SyncError(str(exc), transient=False, local=True) from None
         return {**totals, "pulled": pulled}
 
     def run_forever(self, stop: threading.Event, on_status: Callable[[SyncStatus], None] | None = None) -> None:

@@ -1,13 +1,13 @@
 """The platform server, run for real on 127.0.0.1: auth (401 before the body, 403 by role), idempotent pushes,
-4xx with a message on bad payloads, overrides, RMAs, catalogue and aggregates. PostgreSQL too when
-STATION_TEST_POSTGRES_URL points at a server."""
+4xx with a message on bad payloads, overrides, RMAs, catalogue and aggregates. On SQLite and on PostgreSQL
+(tests/postgres_support.py: a throwaway cluster, or STATION_TEST_POSTGRES_URL; skipped with the reason when
+neither is there)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import os
 import uuid
 
 import httpx
@@ -16,23 +16,12 @@ import pytest
 from station.evidence import leaf_hash, record_leaf_data
 from station.server.api import create_app, create_token, init_db, make_engine
 from station.server.runner import ServerThread
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("STATION_TEST_POSTGRES_URL") else [])
+from tests.postgres_support import BACKENDS, backend_url, postgres_server  # noqa: F401 - a fixture
 
 
 @pytest.fixture(params=BACKENDS)
 def platform(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'platform.db'}"
-    else:
-        url = os.environ["STATION_TEST_POSTGRES_URL"]
-    engine = make_engine(url)
-    if request.param == "postgresql":
-        from station.server.models import Base
-
-        Base.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    engine = make_engine(backend_url(request, tmp_path))
     init_db(engine)
     tokens = {role: create_token(engine, role, subject) for role, subject in
               (("station", "st-1"), ("supervisor", "sue"), ("admin", "root"))}

@@ -1,11 +1,11 @@
 """Platform schema migrations (alembic, station/server/migrations): an empty database upgraded to head has
 exactly the tables and columns of the SQLAlchemy models, the server runs the upgrade at start, a second start
 changes nothing, a database made by the old ``create_all`` is adopted, and a failed upgrade leaves no half
-schema. PostgreSQL too when STATION_TEST_POSTGRES_URL points at a server."""
+schema. On SQLite and on PostgreSQL (tests/postgres_support.py: a throwaway cluster, or
+STATION_TEST_POSTGRES_URL; skipped with the reason when neither is there)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -14,28 +14,18 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from station.server.api import create_app, create_token, make_engine
 from station.server.models import Base
 from station.server.runner import ServerThread
 from station.server.schema import SchemaError, current_revision, head_revision, upgrade
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("STATION_TEST_POSTGRES_URL") else [])
+from tests.postgres_support import BACKENDS, backend_url, postgres_server  # noqa: F401 - a fixture
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'platform.db'}"
-        return
-    url = os.environ["STATION_TEST_POSTGRES_URL"]
-    engine = make_engine(url)
-    Base.metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    engine.dispose()
-    yield url
+    return backend_url(request, tmp_path)
 
 
 def schema_differences(engine) -> list:
@@ -96,14 +86,15 @@ def test_a_database_made_by_create_all_before_migrations_is_adopted(db_url):
         engine.dispose()
 
 
-def test_a_failed_upgrade_leaves_no_half_schema(tmp_path):
+def test_a_failed_upgrade_leaves_no_half_schema(db_url):
     # A stray table that the initial migration creates last: the upgrade fails there, after the other
-    # CREATE TABLEs ran; on SQLite they run in one BEGIN IMMEDIATE transaction, so none of them stays.
-    engine = make_engine(f"sqlite:///{tmp_path / 'platform.db'}")
+    # CREATE TABLEs ran; they run in one transaction (BEGIN IMMEDIATE on SQLite, PostgreSQL's transactional
+    # DDL), so none of them stays.
+    engine = make_engine(db_url)
     try:
         with engine.begin() as conn:
             conn.exec_driver_sql("CREATE TABLE catalogue (x INTEGER)")
-        with pytest.raises(OperationalError, match="already exists"):
+        with pytest.raises((OperationalError, ProgrammingError), match="already exists"):
             upgrade(engine)
         assert set(inspect(engine).get_table_names()) == {"catalogue"}
         assert current_revision(engine) is None
@@ -115,8 +106,8 @@ def test_a_failed_upgrade_leaves_no_half_schema(tmp_path):
         engine.dispose()
 
 
-def test_a_database_from_a_newer_platform_is_refused_with_a_clear_error(tmp_path):
-    url = f"sqlite:///{tmp_path / 'platform.db'}"
+def test_a_database_from_a_newer_platform_is_refused_with_a_clear_error(db_url):
+    url = db_url
     engine = make_engine(url)
     try:
         upgrade(engine)

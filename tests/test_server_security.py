@@ -2,7 +2,8 @@
 "Platform server"): writes and reads scoped by station and role, ``decision_json`` validated as a decision
 (aggregates never 500), signed heads witnessed only when a consistency proof shows they extend the last one
 (forks answered 409 and kept), integers beyond the database answered 422, chunked bodies limited like
-others, tokens looked up on every request, expiring, and revocable by an admin."""
+others, tokens looked up on every request, expiring, and revocable by an admin. On SQLite and on PostgreSQL
+(tests/postgres_support.py)."""
 
 from __future__ import annotations
 
@@ -26,11 +27,12 @@ from station.server.models import Thumbnail, Token, TreeHead, TreeHeadConflict
 from station.server.runner import ServerThread
 from station.server.schema import upgrade
 from station.sync import SyncClient, SyncSettings
+from tests.postgres_support import BACKENDS, backend_url, postgres_server  # noqa: F401 - a fixture
 
 
-@pytest.fixture()
-def platform(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'platform.db'}")
+@pytest.fixture(params=BACKENDS)
+def platform(request, tmp_path):
+    engine = make_engine(backend_url(request, tmp_path))
     init_db(engine)
     tokens = {
         "st1": create_token(engine, "station", "st-1"),
@@ -494,13 +496,18 @@ def test_an_admin_revokes_another_users_token(platform):
 # ------------------------------------------------------------------------------------------- migration
 
 
-def test_the_migration_keeps_old_thumbnails_under_the_station_whose_record_has_the_image(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'platform.db'}")
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path):
+    return backend_url(request, tmp_path)
+
+
+def test_the_migration_keeps_old_thumbnails_under_the_station_whose_record_has_the_image(db_url):
+    engine = make_engine(db_url)
     try:
         assert upgrade(engine, "0001") == "0001"
         sha, orphan = "a" * 64, "b" * 64
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO tokens VALUES ('h', 'station', 'st-1', 'now', 0)"))
+            conn.execute(text("INSERT INTO tokens VALUES ('h', 'station', 'st-1', 'now', FALSE)"))
             conn.execute(text(
                 "INSERT INTO records (record_id, station_id, created_at, received_at, order_id, sku, reason, "
                 "grade, disposition, review, confidence, model_version, rules_fired, decision_json, findings_json, "

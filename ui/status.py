@@ -77,7 +77,11 @@ def sync_text(configured: bool, sync: SyncStatus | None) -> str:
         state = tr("not synced yet")
     text = ("Sync: {state} · {n} record pending · last success {when}" if sync.pending == 1 else
             "Sync: {state} · {n} records pending · last success {when}")
-    return tr(text, state=state, n=sync.pending, when=_when(sync.last_success))
+    line = tr(text, state=state, n=sync.pending, when=_when(sync.last_success))
+    if sync.dead_letter:  # refused by the platform for good: someone must look (station sync --status)
+        line += " · " + tr("{n} record refused by the platform" if sync.dead_letter == 1 else
+                           "{n} records refused by the platform", n=sync.dead_letter)
+    return line
 
 
 def hardware_text(s: StationStatus | None) -> str:

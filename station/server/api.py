@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import contextlib
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import create_engine, event, func, insert, or_, select
+from sqlalchemy import create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
@@ -112,7 +113,45 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A fleet's requests run side by side (one connection each, the auth lookup included): room for them.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def serialise(s: Session, *names: str) -> None:
+    """Make writers of the same ``names`` (a station, a pull table) take turns across platform processes that
+    share one PostgreSQL database: transaction-scoped advisory locks, released at commit or rollback, taken
+    in one order (no deadlock). Without them two processes both find a record id new and one insert fails
+    (a 409 to a station that only retried). SQLite has one writer per file: the write lock is taken before
+    the first read instead (a write that changes nothing), so the transaction reads what the last writer
+    committed; call it first in the transaction."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "sqlite":
+        s.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+    elif dialect == "postgresql":
+        for name in sorted(set(names)):
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(name)})
+
+
+def insert_missing(s: Session, model, rows: list[dict]) -> None:
+    """INSERT rows, skipping those whose primary key another writer stored meanwhile (content-addressed rows:
+    images, thumbnails, which any station may send at the same moment)."""
+    if not rows:
+        return
+    keys = [c.key for c in model.__table__.primary_key.columns]
+    rows = sorted(rows, key=lambda r: tuple(r[k] for k in keys))  # one lock order: writers never deadlock
+    dialect = s.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - the platform runs on SQLite or PostgreSQL
+        s.execute(insert(model), rows)
+        return
+    s.execute(dialect_insert(model).on_conflict_do_nothing(), rows)
 
 
 def init_db(engine: Engine) -> str | None:
@@ -513,7 +552,10 @@ def _b64(data: str, what: str, limit: int) -> bytes:
 def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | None = None) -> FastAPI:
     """Build the app. The schema is migrated to head on startup (``init_db``, alembic); no I/O here."""
     engine = engine or make_engine(database_url)
-    write_lock = threading.Lock()  # one writer at a time: SQLite serialises anyway, PostgreSQL gets fewer retries
+    # SQLite: one writer at a time (it serialises writers anyway; this spares them busy waits). PostgreSQL:
+    # the writes of different stations run side by side; ``serialise`` orders those of the same station or
+    # pull table, in this process and in every other one on the database.
+    write_lock = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     def lookup(token: str) -> Principal | None:
         """The token's principal, read from the database on every request (no cache: a revocation, by this
@@ -593,6 +635,7 @@ def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | Non
         in_batch = {r.record_id: r.station_id for r in batch.records}
         try:
             with write_lock, Session(engine) as s, s.begin():
+                serialise(s, *(f"station:{sid}" for sid in stations | ({station_id} if station_id else set())))
                 res = _store_batch(s, batch, ids, in_batch, thumbs, station_id, now)
                 if batch.head is not None:
                     res["head"] = _store_head(s, batch, station_id)
@@ -600,6 +643,7 @@ def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | Non
         except _HeadRefused as refused:
             c = refused.conflict
             with write_lock, Session(engine) as s, s.begin():
+                serialise(s, f"station:{c.station_id}")
                 seen = s.scalar(select(func.count()).select_from(TreeHeadConflict).where(
                     TreeHeadConflict.station_id == c.station_id, TreeHeadConflict.tree_size == c.tree_size,
                     TreeHeadConflict.root_hash == c.root_hash, TreeHeadConflict.signature == c.signature,
@@ -639,13 +683,12 @@ def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | Non
         if thumbs:
             shas = list(thumbs)
             have = set(s.scalars(select(Image.sha256).where(Image.sha256.in_(shas))))
-            if missing := [k for k in shas if k not in have]:  # a placeholder until the full image arrives
-                s.execute(insert(Image), [{"sha256": k, "size": 0, "received_at": now} for k in missing])
+            # a placeholder until the full image arrives (another station may be storing it right now)
+            insert_missing(s, Image, [{"sha256": k, "size": 0, "received_at": now} for k in shas if k not in have])
             mine = set(s.scalars(select(Thumbnail.sha256).where(Thumbnail.station_id == station_id,
                                                                 Thumbnail.sha256.in_(shas))))
-            if add := [{"station_id": station_id, "sha256": k, "thumbnail": v, "received_at": now}
-                       for k, v in thumbs.items() if k not in mine]:
-                s.execute(insert(Thumbnail), add)
+            insert_missing(s, Thumbnail, [{"station_id": station_id, "sha256": k, "thumbnail": v, "received_at": now}
+                                          for k, v in thumbs.items() if k not in mine])
         return {"created": len(new_rows), "existing": len(batch.records) - len(new_rows) - conflicts,
                 "conflicts": conflicts}
 
@@ -723,14 +766,17 @@ def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | Non
             decoded[im.sha256] = raw
         with write_lock, Session(engine) as s, s.begin():
             stored = 0
-            for sha, raw in decoded.items():
-                row = s.get(Image, sha)
-                if row is None:
-                    s.add(Image(sha256=sha, data=raw, size=len(raw), received_at=now))
-                    stored += 1
-                elif row.data is None:
-                    row.data, row.size = raw, len(raw)
-                    stored += 1
+            have = dict(s.execute(select(Image.sha256, Image.data.is_(None))
+                                  .where(Image.sha256.in_(list(decoded)))).all()) if decoded else {}
+            # Content-addressed: another station (or platform process) may store the same image meanwhile;
+            # whoever is first stores it, the others find it there.
+            insert_missing(s, Image, [{"sha256": sha, "data": raw, "size": len(raw), "received_at": now}
+                                      for sha, raw in decoded.items() if sha not in have])
+            stored += sum(sha not in have for sha in decoded)
+            for sha in sorted(sha for sha, placeholder in have.items() if placeholder):
+                res = s.execute(update(Image).where(Image.sha256 == sha, Image.data.is_(None))
+                                .values(data=decoded[sha], size=len(decoded[sha])))
+                stored += res.rowcount
         return {"stored": stored, "existing": len(decoded) - stored}
 
     # ---------------------------------------------------------------- overrides (supervisors)
@@ -882,6 +928,7 @@ def create_app(database_url: str = "sqlite:///platform.db", engine: Engine | Non
     def _upsert(table, rows: list[tuple[str, dict]]) -> dict:
         """``rows``: (primary key, column values) each."""
         with write_lock, Session(engine) as s, s.begin():
+            serialise(s, f"seq:{table.__tablename__}")  # sequence numbers are max + 1: one upsert at a time
             seq = s.scalar(select(func.max(table.seq))) or 0
             for key, vals in rows:
                 seq += 1
