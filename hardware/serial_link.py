@@ -54,12 +54,14 @@ class Transport(Protocol):
 
 
 class SerialTransport:
-    """A pyserial port opened by URL; nothing is opened before ``open()``."""
+    """A pyserial port opened by URL; nothing is opened before ``open()``. ``device`` names what is on the
+    other end in error messages (the conveyor, the scale)."""
 
-    def __init__(self, url: str, baudrate: int = 115200) -> None:
+    def __init__(self, url: str, baudrate: int = 115200, device: str = "conveyor") -> None:
         self.name = url
         self.url = url
         self.baudrate = baudrate
+        self.device = device
         self._port = None
 
     def open(self) -> None:
@@ -69,7 +71,7 @@ class SerialTransport:
             self._port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.02, write_timeout=0.5)
         except (serial.SerialException, OSError, ValueError) as exc:
             self._port = None
-            raise LinkError(f"cannot open conveyor port {self.url!r}: {exc}") from None
+            raise LinkError(f"cannot open {self.device} port {self.url!r}: {exc}") from None
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         import serial

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hardware.scale import ScaleState, WeightMeasurement
 from station.domain import Decision, Disposition, Grade, Party, ReturnReason, ReturnRequest
 from vision.camera import StagedItem
-from vision.catalogue import SAMPLE_SKUS
+from vision.catalogue import SAMPLE_SKUS, sample_sku
 
 CARRIERS = ("sf-express", "yto", "zto", "jd-logistics")
 STREAMERS = ("live-lily", "host-wang", "studio-nine", None)
@@ -71,6 +72,8 @@ class Story:
     render_seed: int
     staged_sku: str | None = None  # what is really in the parcel, when it is not the SKU on the RMA
     reuse_unit: bool = False  # the unit code of the previous return of this SKU
+    # What the parcel weighs against the catalogue weight of what is in it (a part taken out: negative).
+    weight_offset_g: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class SimulatedReturn:
     staged: StagedItem
     story: str  # the story's title
     expect: Expect | None = field(default=None, compare=False)
+    weight_g: float | None = None  # what a bench scale reads for this parcel (None: the SKU has no weight_g)
 
     def mismatch(self, decision: Decision) -> str | None:
         return None if self.expect is None else self.expect.mismatch(decision)
@@ -133,7 +137,32 @@ STORIES: tuple[Story, ...] = (
           Expect(G.A, D.RESTOCK, ("G-CLEAN", "L-NO-FAULT-RETURN"), P.CONSUMER), 1815655709),
     Story("lotion cap seal broken", "COS-LOTION-200", R.NOT_AS_DESCRIBED, {"front": ("seal_broken",)},
           Expect(G.C, D.REFURBISH, ("CAT-COSMETICS-OPENED",)), 1),
+    # Only the scale can tell this one: the box looks as new, 30 g of it (the charging case) is not there. After
+    # the first 24 so the default demo (24 items) stays as it is; it is told with --items 25 or more, and is
+    # decided as told only when the demo weighs its parcels (DemoScale).
+    Story("light earbuds box, a 30 g part missing", "GAD-EARBUD-X2", R.MISSING_PARTS, {},
+          Expect(G.C, D.RETURN_TO_VENDOR, ("G-MISSING-PART", "L-MFG-MISSING-SEALED"), P.BRAND), 1167425779,
+          weight_offset_g=-30.0),
 )
+
+
+class DemoScale:
+    """The demo's bench scale: reads what the staged parcel weighs (``put``), as the synthetic camera shows
+    what it looks like. A parcel without a weight reads as a scale that answered nothing."""
+
+    def __init__(self) -> None:
+        self._grams: float | None = None
+
+    def put(self, grams: float | None) -> None:
+        self._grams = grams
+
+    def measure(self) -> WeightMeasurement:
+        if self._grams is None:
+            return WeightMeasurement(ScaleState.ABSENT, None, "demo scale: nothing staged on it")
+        return WeightMeasurement(ScaleState.STABLE, self._grams, f"stable {self._grams:.2f} g (demo scale)")
+
+    def close(self) -> None:
+        pass
 
 
 def simulated_returns(n: int, seed: int = 0, run: str = "") -> list[SimulatedReturn]:
@@ -162,5 +191,7 @@ def simulated_returns(n: int, seed: int = 0, run: str = "") -> list[SimulatedRet
         render = int(rng.integers(0, 2**31))
         pinned = seed == 0 and i < len(STORIES)
         staged = StagedItem(story.staged_sku or sku, story.defects, seed=story.render_seed if pinned else render)
-        out.append(SimulatedReturn(request, staged, story.title, story.expect))
+        unit_weight = sample_sku(staged.looks_like_sku).weight_g
+        weight = None if unit_weight is None else unit_weight + story.weight_offset_g
+        out.append(SimulatedReturn(request, staged, story.title, story.expect, weight))
     return out

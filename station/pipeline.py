@@ -6,30 +6,83 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
+from hardware.scale import ScaleState, WeightMeasurement
 from models.onnx_yolo import Detector
 from station.domain import (UNCERTAIN_DEFECT, Decision, Detections, Disposition, Finding, FindingSource, Frame, Grade,
                             InspectionRecord, ReturnRequest)
 from station.records import StationStore, comparison_measurements, record_from_parts
 from station.rules import RulesEngine
+from station.rules.engine import WeightVerdict
 from vision.catalogue import Catalogue
 from vision.compare import Comparer, Comparison
 from vision.quality import QualityGate, QualityVerdict
 
 log = logging.getLogger(__name__)
 
-STAGES = ("quality", "detect", "compare", "history", "rules", "record", "route")
+STAGES = ("quality", "detect", "compare", "weigh", "history", "rules", "record", "route")
 
 
 class Router(Protocol):
     def lane_for(self, decision: Decision) -> int: ...
 
     def send(self, item_seq: int, lane: int) -> None: ...
+
+
+class Scale(Protocol):
+    def measure(self) -> WeightMeasurement: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WeightNote:
+    """A weight outcome for the decision's trail: rule id, reason, and whether it sends the item to review."""
+
+    rule_id: str
+    reason: str
+    review: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Weighing:
+    """What the scale gave one item and what it means: findings for the rules, notes for the trail, and the
+    measurement as recorded (``record``: state, grams, catalogue weight, tolerance, verdict)."""
+
+    findings: tuple[Finding, ...]
+    notes: tuple[WeightNote, ...]
+    record: dict
+
+
+class _PendingWeight:
+    """The weighing runs beside the detector and the comparer (it is mostly waiting on the serial line)."""
+
+    def __init__(self, scale: Scale) -> None:
+        self._scale = scale
+        self._result: WeightMeasurement | None = None
+        self._thread = threading.Thread(target=self._run, name="weigh", daemon=True)
+
+    def start(self) -> "_PendingWeight":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._result = self._scale.measure()
+        except Exception as exc:  # noqa: BLE001 - measure() does not raise; a scale bug still must not stop an item
+            log.exception("scale failed")
+            self._result = WeightMeasurement(ScaleState.FAULT, None, f"scale failure: {exc}")
+
+    def result(self) -> WeightMeasurement:
+        self._thread.join()  # bounded: measure() gives up after its stable timeout plus one command timeout
+        assert self._result is not None
+        return self._result
 
 
 class LaneRouter:
@@ -55,6 +108,7 @@ class InspectionResult:
     findings: tuple[Finding, ...]  # what the rules used
     dropped: tuple[tuple[Finding, str], ...]  # what the rules set aside, and why
     unit_seen_before: bool
+    weight: dict | None = None  # the bench scale's measurement and verdict; None when no scale is configured
 
     def to_json(self) -> dict:
         d = self.record.decision
@@ -78,6 +132,8 @@ class InspectionResult:
             # The stream's presentation against the catalogue, when the return carried one (else null).
             "presentation": self.comparison.details.get("presentation"),
             "anomaly": self.comparison.details.get("anomaly"),
+            "weight": self.weight,
+            "marketplace": (self.record.measurements or {}).get("marketplace"),
             "model_version": self.record.model_version,
             "timings_ms": self.record.timings_ms,
         }
@@ -120,7 +176,11 @@ def explained_damage_removed(catalogue: Sequence[Finding], detected: Sequence[Fi
 
 class InspectionPipeline:
     def __init__(self, catalogue: Catalogue, quality_gate: QualityGate, detector: Detector, comparer: Comparer,
-                 rules: RulesEngine, store: StationStore, router: Router, station_id: str) -> None:
+                 rules: RulesEngine, store: StationStore, router: Router, station_id: str,
+                 scale: Scale | None = None, review_when_unweighed: bool = False, outbound=None) -> None:
+        """``scale``: the bench scale (hardware.scale.MtSicsScale) when one is configured; each item is weighed
+        once. ``review_when_unweighed``: an item the scale could not weigh goes to manual review (default: it is
+        decided without its weight, and the reasons say so)."""
         self.catalogue = catalogue
         self.quality_gate = quality_gate
         self.detector = detector
@@ -129,7 +189,38 @@ class InspectionPipeline:
         self.store = store
         self.router = router
         self.station_id = station_id
+        self.scale = scale
+        self.review_when_unweighed = review_when_unweighed
+        self.outbound = outbound  # station.outbound.Outbound: licence-plate label, webhook, marketplace codes
         self._seq = 0
+
+    def weigh(self, item, measurement: WeightMeasurement, comparison: Comparison) -> Weighing:
+        """The scale's measurement against the catalogue's unit weight (rules: ``settings.weight_tolerance``)."""
+        record = measurement.to_json()
+        if not measurement.available:
+            why = ("W-SCALE-UNAVAILABLE", f"scale unavailable ({measurement.state.value}: {measurement.detail}): "
+                                            f"not graded on weight")
+            return Weighing((), (WeightNote(*why, review=self.review_when_unweighed),), record)
+        grams = float(measurement.grams)
+        expected = self.catalogue.unit_weight_g(item.sku)
+        if expected is None:
+            record["verdict"] = "no_unit_weight"
+            return Weighing((), (WeightNote("W-NO-UNIT-WEIGHT", f"weighs {grams:.1f} g; the catalogue has no weight_g "
+                                            f"for {item.sku}: not graded on weight"),), record)
+        check = self.rules.check_weight(item, grams, expected, self.catalogue.unit_weights_g,
+                                        {sku: i.category for sku, i in self.catalogue.items.items()},
+                                        comparison.details.get("best_match_sku"))
+        record.update(check.to_json())
+        said = f"weighs {grams:.1f} g, catalogue {expected:g} g ± {check.tolerance_g:.1f} g"
+        if check.findings:
+            notes = ()  # the finding (missing_part, or wrong_item) carries the weight; its rules explain it
+        elif check.verdict is WeightVerdict.HEAVY:
+            like = f"; it weighs what {check.matches[0][0]} weighs" if check.matches else ""
+            notes = (WeightNote("W-OVERWEIGHT", f"{said}: {check.difference_g:.1f} g heavier than a unit (something "
+                                                f"added, or another item{like}): a supervisor looks", review=True),)
+        else:
+            notes = (WeightNote("W-WEIGHT-OK", f"{said}: within tolerance"),)
+        return Weighing(check.findings, notes, record)
 
     def _learn_if_good(self, sku: str, record, comparison: Comparison, kept: tuple[Finding, ...]) -> None:
         """A return restocked as new with no finding at all and no review joins its SKU's memory of good
@@ -153,6 +244,7 @@ class InspectionPipeline:
             raise ValueError("no frames to inspect: capture at least one view")
         item = self.catalogue.get(request.sku)  # unknown SKU fails before anything is written
         timings: dict[str, float] = {}
+        pending = _PendingWeight(self.scale).start() if self.scale is not None else None
         t = time.perf_counter()
 
         def lap(stage: str) -> None:
@@ -173,6 +265,11 @@ class InspectionPipeline:
                                            colour_tolerance=self.rules.colour_tolerance(item.category))
         findings += explained_damage_removed(comparison.findings, findings)
         lap("compare")
+        weighing = None
+        if pending is not None:
+            weighing = self.weigh(item, pending.result(), comparison)
+            findings += weighing.findings
+            lap("weigh")  # only the wait beyond detection and comparison
         seen = self.store.unit_seen_before(request.unit_code, excluding_order=request.order_id)
         if seen:
             findings.append(Finding("unit_seen_before", 1.0, FindingSource.HISTORY,
@@ -188,6 +285,15 @@ class InspectionPipeline:
                 rules_fired=(*decision.rules_fired, "Q-POOR-CAPTURE"),
                 reasons=(*decision.reasons, f"Q-POOR-CAPTURE: views failed the quality gate: {', '.join(poor)}"),
             )
+        if weighing is not None and weighing.notes:
+            notes = weighing.notes
+            review = decision.review or any(n.review for n in notes)
+            decision = dataclasses.replace(
+                decision, review=review,
+                disposition=Disposition.MANUAL_REVIEW if review else decision.disposition,
+                rules_fired=(*decision.rules_fired, *(n.rule_id for n in notes)),
+                reasons=(*decision.reasons, *(f"{n.rule_id}: {n.reason}" for n in notes)),
+            )
         lap("rules")
         # Images first, then the row that points to them, then the divert: a crash at any point never
         # leaves a record without its images or an item sorted without a record.
@@ -202,6 +308,11 @@ class InspectionPipeline:
             measurements["presentation"] = comparison.details["presentation"]
         if comparison.details.get("anomaly"):  # per view: peak, calibrated threshold and its source, regions
             measurements["anomaly"] = comparison.details["anomaly"]
+        if weighing is not None:  # state (measured / unavailable), grams, catalogue weight, tolerance, verdict
+            measurements["weight"] = weighing.record
+        if self.outbound is not None:  # condition codes as the marketplaces name this grade (domain.md's table)
+            measurements["marketplace"] = self.outbound.marketplace_codes(decision.grade, decision.disposition,
+                                                                          item.category)
         record = record_from_parts(request, norm.kept, decision, lane, hashes, self.detector.version,
                                    self.station_id, timings, operator, measurements=measurements)
         self.store.append(record)
@@ -209,7 +320,10 @@ class InspectionPipeline:
         if link is not None:
             link(record.record_id)
         self._learn_if_good(request.sku, record, comparison, tuple(norm.kept))
+        if self.outbound is not None:  # label and webhook queued after the record is durable; never raises
+            self.outbound.after_decision(record, item.category, measurements.get("marketplace"))
         lap("record")
         self.router.send(seq, lane)
         lap("route")
-        return InspectionResult(record, detections, quality, comparison, tuple(norm.kept), tuple(norm.dropped), seen)
+        return InspectionResult(record, detections, quality, comparison, tuple(norm.kept), tuple(norm.dropped), seen,
+                                None if weighing is None else weighing.record)

@@ -78,6 +78,7 @@ TITLES = {
     "kettle box crushed, kettle dented": ("C", "refurbish", {"G-REPAIR", "L-TRANSIT-ALIGNED"}),
     "speaker returned unused": ("A", "restock", {"G-CLEAN", "L-NO-FAULT-RETURN"}),
     "lotion cap seal broken": ("C", "refurbish", {"CAT-COSMETICS-OPENED"}),
+    "light earbuds box, a 30 g part missing": ("C", "return_to_vendor", {"G-MISSING-PART", "L-MFG-MISSING-SEALED"}),
 }
 # Rules a title rules out: the three contradictions, and a safety item never restocked.
 NEVER = {

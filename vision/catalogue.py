@@ -1,7 +1,7 @@
 """Catalogue store: SKU -> reference images, colour, dimensions, category flags.
 
 A catalogue is a folder with ``catalogue.csv`` (one row per reference image; columns ``sku, category,
-brand, image`` and optional ``name, lab_l, lab_a, lab_b, width_mm, height_mm, depth_mm, hygiene,
+brand, image`` and optional ``name, lab_l, lab_a, lab_b, width_mm, height_mm, depth_mm, weight_g, hygiene,
 safety, liquid``) and the images it names by relative path. The built-in sample catalogue is rendered
 by code (``build_sample_catalogue``), never shipped as binary files.
 """
@@ -15,7 +15,7 @@ import os
 import shutil
 import stat
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Callable
 
@@ -33,6 +33,9 @@ MAX_FIELD_CHARS = 4096  # any one CSV value
 MAX_CSV_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # a reference view larger than this only slows every inspection down
 MAX_IMAGE_BYTES = 128 * 1024 * 1024
+# A unit's weight as packed (grams), checked on the bench scale. Above half a tonne it is a typo (kg for g),
+# not a parcel a bench weighs.
+MAX_UNIT_WEIGHT_G = 500_000.0
 
 
 class CatalogueError(ValueError):
@@ -54,6 +57,11 @@ class UnknownSkuError(KeyError):
 class Catalogue:
     root: Path
     items: dict[str, CatalogueItem]
+    # SKU -> unit weight in grams (column weight_g), for the SKUs that have one.
+    unit_weights_g: dict[str, float] = field(default_factory=dict)
+
+    def unit_weight_g(self, sku: str) -> float | None:
+        return self.unit_weights_g.get(sku)
 
     def get(self, sku: str) -> CatalogueItem:
         try:
@@ -120,7 +128,8 @@ class Catalogue:
                 raise CatalogueError(f"{csv_path}:{line}: empty sku")
             grouped.setdefault(row["sku"], []).append((line, row))
         items = {sku: _item_from_rows(csv_path, root, sku, group, image_check) for sku, group in grouped.items()}
-        return cls(root, items)
+        weights = {sku: w for sku, group in grouped.items() if (w := _unit_weight(csv_path, sku, group)) is not None}
+        return cls(root, items, weights)
 
 
 def _flag(csv_path: Path, line: int, row: dict[str, str], column: str) -> bool:
@@ -144,6 +153,25 @@ def _number(csv_path: Path, line: int, row: dict[str, str], column: str) -> floa
         raise CatalogueError(f"{csv_path}:{line}: column {column!r} must be a finite number, got {value!r}: "
                              f"give the measured value or leave it empty")
     return number
+
+
+def _unit_weight(csv_path: Path, sku: str, group: list[tuple[int, dict[str, str]]]) -> float | None:
+    """The SKU's weight_g: finite, above 0, at most MAX_UNIT_WEIGHT_G, and the same on every row that gives it
+    (two weights for one SKU would make the scale check depend on row order)."""
+    found: tuple[int, float] | None = None
+    for line, row in group:
+        grams = _number(csv_path, line, row, "weight_g")
+        if grams is None:
+            continue
+        if not 0 < grams <= MAX_UNIT_WEIGHT_G:
+            raise CatalogueError(f"{csv_path}:{line}: column 'weight_g' must be above 0 and at most "
+                                 f"{MAX_UNIT_WEIGHT_G:g} g, got {row['weight_g']!r}: give the packed unit's weight "
+                                 f"in grams or leave it empty")
+        if found is not None and found[1] != grams:
+            raise CatalogueError(f"{csv_path}:{line}: weight_g {grams:g} for SKU {sku!r} differs from "
+                                 f"{found[1]:g} on line {found[0]}: give one weight per SKU")
+        found = found or (line, grams)
+    return None if found is None else found[1]
 
 
 def confined_path(rel: str) -> str | None:
@@ -383,6 +411,7 @@ class SampleSku:
     category: str
     brand: str
     look: ProductLook
+    weight_g: float | None = None  # the packed unit, as the bench scale weighs it
     hygiene: bool = False
     safety: bool = False
     liquid: bool = False
@@ -390,23 +419,27 @@ class SampleSku:
 
 SAMPLE_SKUS: tuple[SampleSku, ...] = (
     SampleSku("BTL-FEED-240", "Anti-colic feeding bottle 240 ml", "infant_feeding", "mamacare",
-              ProductLook(ProductShape.BOTTLE, (235, 225, 215), (200, 140, 60), 101, 0.45), hygiene=True),
+              ProductLook(ProductShape.BOTTLE, (235, 225, 215), (200, 140, 60), 101, 0.45), weight_g=110.0,
+              hygiene=True),
     SampleSku("SEAT-CAR-G1", "Group 1 child car seat", "infant_safety", "saferide",
-              ProductLook(ProductShape.CAR_SEAT, (70, 60, 55), (60, 60, 190), 202, 0.8), safety=True),
+              ProductLook(ProductShape.CAR_SEAT, (70, 60, 55), (60, 60, 190), 202, 0.8), weight_g=9400.0,
+              safety=True),
     SampleSku("GAD-EARBUD-X2", "Wireless earbuds X2 (boxed)", "electronics", "soundbee",
-              ProductLook(ProductShape.CARTON, (40, 40, 45), (0, 200, 255), 303, 1.1)),
+              ProductLook(ProductShape.CARTON, (40, 40, 45), (0, 200, 255), 303, 1.1), weight_g=180.0),
     SampleSku("APP-TEE-M", "Cotton T-shirt, size M", "apparel", "urbanwear",
-              ProductLook(ProductShape.GARMENT, (150, 110, 40), (240, 240, 240), 404, 0.9)),
+              ProductLook(ProductShape.GARMENT, (150, 110, 40), (240, 240, 240), 404, 0.9), weight_g=210.0),
     SampleSku("COS-LOTION-200", "Body lotion 200 ml", "cosmetics", "glowlab",
-              ProductLook(ProductShape.BOTTLE, (180, 200, 240), (120, 60, 160), 505, 0.4), hygiene=True, liquid=True),
+              ProductLook(ProductShape.BOTTLE, (180, 200, 240), (120, 60, 160), 505, 0.4), weight_g=235.0,
+              hygiene=True, liquid=True),
     SampleSku("TOY-BEAR-S", "Plush bear, small (3+)", "toys", "funpals",
-              ProductLook(ProductShape.TOY, (60, 120, 170), (130, 180, 220), 606, 0.8)),
+              ProductLook(ProductShape.TOY, (60, 120, 170), (130, 180, 220), 606, 0.8), weight_g=165.0),
     SampleSku("CARE-BIB-01", "Baby bib, cotton", "infant_care", "mamacare",
-              ProductLook(ProductShape.GARMENT, (200, 200, 120), (90, 160, 90), 707, 0.95), hygiene=True),
+              ProductLook(ProductShape.GARMENT, (200, 200, 120), (90, 160, 90), 707, 0.95), weight_g=45.0,
+              hygiene=True),
     SampleSku("HH-KETTLE-1L", "Electric kettle 1 l (boxed)", "household", "homechef",
-              ProductLook(ProductShape.CARTON, (235, 215, 185), (40, 120, 40), 808, 1.3)),
+              ProductLook(ProductShape.CARTON, (235, 215, 185), (40, 120, 40), 808, 1.3), weight_g=1150.0),
     SampleSku("GAD-SPEAKER-M", "Bluetooth speaker (bare)", "electronics", "soundbee",
-              ProductLook(ProductShape.GADGET, (90, 80, 70), (0, 140, 255), 909, 0.9)),
+              ProductLook(ProductShape.GADGET, (90, 80, 70), (0, 140, 255), 909, 0.9), weight_g=540.0),
 )
 SAMPLE_VIEWS = ("front", "side", "top")
 REFERENCE_SIZE = (480, 480)
@@ -466,6 +499,7 @@ def build_catalogue(root: Path, skus: tuple[SampleSku, ...] | list[SampleSku]) -
             rows.append({"sku": s.sku, "category": s.category, "brand": s.brand, "image": rel, "name": s.name,
                          "lab_l": f"{lab[0]:.2f}", "lab_a": f"{lab[1]:.2f}", "lab_b": f"{lab[2]:.2f}",
                          "width_mm": f"{dims[0]:.1f}", "height_mm": f"{dims[1]:.1f}", "depth_mm": "",
+                         "weight_g": "" if s.weight_g is None else f"{s.weight_g:g}",
                          "hygiene": str(s.hygiene).lower(), "safety": str(s.safety).lower(),
                          "liquid": str(s.liquid).lower()})
     tmp = csv_path.with_suffix(".tmp")

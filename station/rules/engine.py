@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -22,6 +23,7 @@ from station.domain import (
     Decision,
     Disposition,
     Finding,
+    FindingSource,
     Grade,
     LiabilityShare,
     Party,
@@ -107,6 +109,18 @@ class DispositionRule(Rule):
     forbid: list[Disposition] = []
 
 
+class WeightTolerance(BaseModel):
+    """How far a unit may weigh from its catalogue weight_g: the larger of ``grams`` and ``share`` of it (packing
+    and print vary by a few grams on a small item, by a few per cent on a large one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    grams: float = Field(5.0, ge=0, le=100_000)
+    share: float = Field(0.03, ge=0, le=1)
+
+    def around(self, unit_weight_g: float) -> float:
+        return max(self.grams, self.share * unit_weight_g)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_score: float = Field(0.3, ge=0, le=1)
@@ -115,6 +129,7 @@ class Settings(BaseModel):
     opened_kinds: list[str] = ["seal_broken", "package_damage"]
     align_margin_px: float = 24
     colour_tolerance_de00: dict[str, float] = {"default": 3.0}
+    weight_tolerance: dict[str, WeightTolerance] = {"default": WeightTolerance()}
 
 
 class RuleSet(BaseModel):
@@ -334,6 +349,21 @@ class RulesEngine:
         tol = self.rules.settings.colour_tolerance_de00
         return tol.get(category, tol.get("default", 3.0))
 
+    def weight_tolerance_g(self, category: str, unit_weight_g: float) -> float:
+        tol = self.rules.settings.weight_tolerance
+        return tol.get(category, tol.get("default", WeightTolerance())).around(unit_weight_g)
+
+    def check_weight(self, item: CatalogueItem, measured_g: float, expected_g: float,
+                     unit_weights_g: Mapping[str, float] | None = None, categories: Mapping[str, str] | None = None,
+                     identity_best_match: str | None = None) -> WeightCheck:
+        """The weighed item against its catalogue weight: lighter beyond the category's tolerance is a
+        ``missing_part`` (value: the missing share of the unit weight; detail: the grams), heavier is a HEAVY
+        verdict without a finding (the caller asks a supervisor). Where the weight is another SKU's and the
+        identity check also found the item most like that SKU, it is a ``wrong_item`` instead.
+        ``unit_weights_g`` and ``categories``: the whole catalogue's weights and categories, for the hint."""
+        return _check_weight(self, item, measured_g, expected_g, unit_weights_g or {}, categories or {},
+                             identity_best_match)
+
     def normalise(self, findings: list[Finding], item: CatalogueItem) -> Normalised:
         """Drop findings below the noise floor and measurements within tolerance."""
         s = self.rules.settings
@@ -433,3 +463,73 @@ class RulesEngine:
             confidence=confidence,
             proposed_disposition=disposition,
         )
+
+
+# ------------------------------------------------------------------------------------------ weight
+
+
+class WeightVerdict(StrEnum):
+    WITHIN = "within_tolerance"
+    LIGHT = "light"
+    HEAVY = "heavy"
+
+
+@dataclass(frozen=True, slots=True)
+class WeightCheck:
+    """The weighed item against its SKU's catalogue weight. ``matches``: other SKUs whose unit weight the item
+    weighs, within their own category's tolerance (a swap hint: on its own it names no swap, since in a large
+    catalogue some SKU weighs nearly anything)."""
+
+    measured_g: float
+    expected_g: float
+    tolerance_g: float
+    verdict: WeightVerdict
+    matches: tuple[tuple[str, float], ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def difference_g(self) -> float:
+        return self.measured_g - self.expected_g
+
+    def to_json(self) -> dict:
+        return {"expected_g": round(self.expected_g, 3), "tolerance_g": round(self.tolerance_g, 3),
+                "difference_g": round(self.difference_g, 3), "verdict": self.verdict.value,
+                "weighs_like": [{"sku": sku, "unit_weight_g": round(g, 3)} for sku, g in self.matches]}
+
+
+def _weight_score(excess_g: float, tolerance_g: float) -> float:
+    """Confidence of a weight finding: 0.5 at the tolerance, 1.0 at twice it (a scale reading well beyond its
+    tolerance is a measurement, not a guess)."""
+    return round(min(1.0, 0.5 + 0.5 * excess_g / max(tolerance_g, 1e-9)), 4)
+
+
+def _check_weight(engine: "RulesEngine", item: CatalogueItem, measured_g: float, expected_g: float,
+                  unit_weights_g: Mapping[str, float], categories: Mapping[str, str],
+                  identity_best_match: str | None) -> WeightCheck:
+    tol = engine.weight_tolerance_g(item.category, expected_g)
+    diff = measured_g - expected_g
+    verdict = WeightVerdict.WITHIN if abs(diff) <= tol else (WeightVerdict.LIGHT if diff < 0 else WeightVerdict.HEAVY)
+    matches = tuple(sorted(
+        ((sku, g) for sku, g in unit_weights_g.items()
+         if sku != item.sku and abs(measured_g - g) <= engine.weight_tolerance_g(categories.get(sku, ""), g)),
+        key=lambda kv: abs(measured_g - kv[1])))
+    if verdict is WeightVerdict.WITHIN:
+        return WeightCheck(measured_g, expected_g, tol, verdict, matches)
+    like = f"; it weighs what {matches[0][0]} weighs ({matches[0][1]:g} g)" if matches else ""
+    corroborated = next(((sku, g) for sku, g in matches if sku == identity_best_match), None)
+    if corroborated is not None:
+        # The identity check found the item most like another SKU and the scale weighs that SKU's weight: two
+        # independent measurements agree on a swap, so it is a wrong_item, not a part missing from this SKU.
+        finding = Finding("wrong_item", 0.9, FindingSource.CATALOGUE,
+                          detail=f"weighs {measured_g:.1f} g, the unit weight of {corroborated[0]} "
+                                 f"({corroborated[1]:g} g) that the identity check found it most like, not "
+                                 f"{item.sku}'s {expected_g:g} g ± {tol:.1f} g")
+        return WeightCheck(measured_g, expected_g, tol, verdict, matches, (finding,))
+    if verdict is WeightVerdict.LIGHT:
+        missing = -diff
+        finding = Finding("missing_part", _weight_score(missing - tol, tol), FindingSource.CATALOGUE,
+                          value=round(missing / expected_g, 4),
+                          detail=f"weighs {measured_g:.1f} g, catalogue {expected_g:g} g ± {tol:.1f} g: "
+                                 f"{missing:.1f} g ({missing / expected_g:.0%}) missing{like}")
+        return WeightCheck(measured_g, expected_g, tol, verdict, matches, (finding,))
+    return WeightCheck(measured_g, expected_g, tol, verdict, matches)
