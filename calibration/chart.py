@@ -3,9 +3,11 @@
 Patches are numbered as on the X-Rite chart: 1 = dark skin, row-major, 24 = black. Reference values are
 the published CIELAB (D50) of 'ColorChecker24 - After November 2014' (tests check them against
 colour-science). The correction maps the camera's linear RGB to the reference linear sRGB (D65
-primaries, Bradford-adapted from D50) by least squares: a 3x3 matrix, or a 2nd-degree root-polynomial
-(exposure-invariant, Finlayson et al. 2015). A camera profile says whether frames are sRGB-encoded or
-linear; the neutral row (patches 19-24) exposes an obviously wrong setting.
+primaries, Bradford-adapted from D50): a 3x3 matrix, a 2nd-degree root-polynomial (exposure-invariant,
+Finlayson et al. 2015), or "tone": a per-channel exponent then a 3x3 matrix (a JPEG's tone curve is not
+sRGB's). Every model is fitted to the least CIELAB error (linear least squares to start). A camera profile
+says whether frames are sRGB-encoded or linear; the neutral row (patches 19-24) exposes an obviously wrong
+setting.
 """
 
 from __future__ import annotations
@@ -168,8 +170,11 @@ def detect_chart(image: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- fit
 
 
+MODELS = ("matrix", "rootpoly", "tone")  # tone: a per-channel exponent, then a 3x3 matrix
+
+
 def _terms(rgb: np.ndarray, model: str) -> np.ndarray:
-    if model == "matrix":
+    if model in ("matrix", "tone"):
         return rgb
     r, g, b = np.maximum(rgb, 0).T
     return np.stack([r, g, b, np.sqrt(r * g), np.sqrt(g * b), np.sqrt(r * b)], 1)
@@ -180,10 +185,16 @@ class ColourCorrection:
     model: str
     coefficients: np.ndarray  # (terms, 3)
     encoding: str  # how frames are decoded: srgb or linear
+    # Per-channel exponents applied to the decoded linear RGB first ("tone" model; 1 otherwise): a phone or
+    # DSLR JPEG's tone curve is not the sRGB curve, and a matrix alone cannot bend a tone curve.
+    exponents: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def apply_linear(self, rgb_lin: np.ndarray) -> np.ndarray:
         shape = rgb_lin.shape
-        return (_terms(rgb_lin.reshape(-1, 3), self.model) @ self.coefficients).reshape(shape)
+        flat = rgb_lin.reshape(-1, 3)
+        if self.exponents != (1.0, 1.0, 1.0):
+            flat = np.maximum(flat, 1e-6) ** np.asarray(self.exponents)
+        return (_terms(flat, self.model) @ self.coefficients).reshape(shape)
 
     def apply_bgr(self, bgr: np.ndarray) -> np.ndarray:
         lin = decode(bgr[..., ::-1].astype(np.float64) / 255.0, self.encoding)
@@ -191,18 +202,72 @@ class ColourCorrection:
         return np.clip(out[..., ::-1] * 255 + 0.5, 0, 255).astype(np.uint8)
 
     def to_json(self) -> dict:
-        return {"model": self.model, "encoding": self.encoding, "coefficients": np.round(self.coefficients, 6).tolist()}
+        out = {"model": self.model, "encoding": self.encoding, "coefficients": np.round(self.coefficients, 6).tolist()}
+        if self.model == "tone":
+            out["exponents"] = [round(float(v), 6) for v in self.exponents]
+        return out
 
 
 def decode(rgb01: np.ndarray, encoding: str) -> np.ndarray:
     return srgb_to_linear(rgb01) if encoding == "srgb" else rgb01
 
 
-def fit_correction(measured_lin: np.ndarray, model: str = "matrix", encoding: str = "srgb") -> ColourCorrection:
-    target = reference_linear_rgb()
-    A = _terms(measured_lin, model)
-    coef, *_ = np.linalg.lstsq(A, target, rcond=None)
-    return ColourCorrection(model, coef, encoding)
+def _levenberg_marquardt(residuals, x0: np.ndarray, iterations: int = 60) -> np.ndarray:
+    """Minimise |residuals(x)|^2 from x0 (numeric Jacobian; only steps that lower the cost are taken, so the
+    result is never worse than x0). Small problems only: a dozen parameters, 72 residuals."""
+    x, lam = np.asarray(x0, np.float64).copy(), 1e-3
+    r = residuals(x)
+    cost = float(r @ r)
+    for _ in range(iterations):
+        jac = np.empty((r.size, x.size))
+        for k in range(x.size):
+            dx = np.zeros_like(x)
+            dx[k] = 1e-6
+            jac[:, k] = (residuals(x + dx) - r) / 1e-6
+        a, g = jac.T @ jac, jac.T @ r
+        while True:
+            try:
+                step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-9), -g)
+            except np.linalg.LinAlgError:
+                return x
+            r_new = residuals(x + step)
+            c_new = float(r_new @ r_new)
+            if np.isfinite(c_new) and c_new < cost:
+                improved = cost - c_new
+                x, r, cost, lam = x + step, r_new, c_new, lam / 3
+                break
+            lam *= 5
+            if lam > 1e8:
+                return x
+        if improved < 1e-9 * max(cost, 1e-12):
+            break
+    return x
+
+
+def fit_correction(measured_lin: np.ndarray, model: str = "matrix", encoding: str = "srgb",
+                   keep: np.ndarray | None = None) -> ColourCorrection:
+    """Least squares in linear RGB to start, then refined to the least CIELAB error on the patches in ``keep``
+    (default: all 24). Linear-RGB least squares weighs the light patches and lets the dark ones drift by
+    several ΔE00; what a correction is judged by is the perceptual error, so that is what it minimises."""
+    if model not in MODELS:
+        raise ValueError(f"unknown correction model {model!r}: use one of {', '.join(MODELS)}")
+    keep = np.ones(len(measured_lin), bool) if keep is None else np.asarray(keep, bool)
+    target_lin, target_lab = reference_linear_rgb()[keep], REFERENCE_LAB_D50[keep]
+    measured = np.asarray(measured_lin, np.float64)[keep]
+    coef, *_ = np.linalg.lstsq(_terms(measured, model), target_lin, rcond=None)
+    shape = coef.shape
+    if model == "tone":
+        def residuals(x):
+            corr = ColourCorrection(model, x[3:].reshape(shape), encoding, tuple(np.exp(x[:3])))
+            return (linear_rgb_to_lab(corr.apply_linear(measured)) - target_lab).ravel()
+
+        x = _levenberg_marquardt(residuals, np.r_[np.zeros(3), coef.ravel()])
+        exps = tuple(float(v) for v in np.exp(x[:3]))
+        return ColourCorrection(model, x[3:].reshape(shape), encoding, exps)
+    terms = _terms(measured, model)
+    x = _levenberg_marquardt(lambda c: (linear_rgb_to_lab(terms @ c.reshape(shape)) - target_lab).ravel(),
+                             coef.ravel())
+    return ColourCorrection(model, x.reshape(shape), encoding)
 
 
 def encoding_check(measured_lin_neutral: np.ndarray) -> tuple[float, str | None]:

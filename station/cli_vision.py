@@ -1,4 +1,4 @@
-"""`station compare`, `station calibrate colour|intrinsics|scale` and `station bench vision`.
+"""`station compare`, `station calibrate colour|intrinsics|scale|background|check` and `station bench vision`.
 
 Contracts (issue 5): JSON on stdout; exit 0 when it compared / calibrated, 2 with one clear message on
 bad input (missing or unreadable image, unknown SKU, no chart found).
@@ -52,6 +52,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         presentation: Annotated[Optional[Path], typer.Option("--presentation", help="the streamer's presentation "
                                                              "image of the item (PNG/JPEG): its colour vs the "
                                                              "catalogue")] = None,
+        view: Annotated[Optional[str], typer.Option("--view", help="which view this is: picks its empty-bench "
+                                                    "plate (default: the plate whose edge matches best)")] = None,
         json_out: Annotated[bool, typer.Option("--json")] = False,
         config: ConfigOpt = None,
         data_dir: DataDirOpt = None,
@@ -82,16 +84,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from station.app import make_unseen_damage
 
         unseen = make_unseen_damage(cfg, cat)  # the station's memory, accepted returns included (never grown here)
+        from calibration.background import load_background
+
+        # The camera's empty-bench plates (`station calibrate background`): segmentation against them, else
+        # by the image border; a stored profile that cannot be used is said in "segmentation".
+        background, background_error = load_background(cfg.station.data_dir, cfg.calibration.camera_id)
         cmp = CatalogueComparer(cat, cfg.comparer.identity_threshold, cfg.comparer.bench_grey, mm_per_px=mm_per_px,
-                                retrieval=cfg.comparer.identity_retrieval, unseen=unseen)
+                                retrieval=cfg.comparer.identity_retrieval, unseen=unseen, background=background)
         timings = {"load": (time.perf_counter() - t0) * 1000}
         t = time.perf_counter()
-        q = cmp.prepare(img, "cli")
+        q = cmp.prepare(img, view or "cli")
         timings["prepare"] = (time.perf_counter() - t) * 1000
+        seg_info = {"method": q.segmentation_method if q is not None else
+                    ("plate" if background is not None else "border")}
+        unused = background_error or (q.plate_unused if q is not None else None)
+        if unused:
+            seg_info["plate_unused"] = unused
         heat = np.zeros(img.shape[:2], np.float32)
         result = {"identity": {"score": 0.0, "match": False}, "differences": [],
                   "colour": {"delta_e00": None, "lab": None, "reference_lab": None}, "size_mm": None,
-                  "presentation": None}
+                  "presentation": None, "segmentation": seg_info, "registration": None}
         if pres_img is not None:
             from station.rules import RuleSet, RulesEngine, RulesError
 
@@ -107,12 +119,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if q is not None:
             t = time.perf_counter()
             score, ev = cmp.identity([q], sku)
-            best = max(ev, key=lambda s: ev[s].similarity())
+            # No outline (a failed segmentation): no per-SKU evidence, identity rests on retrieval alone.
+            best = max(ev, key=lambda s: ev[s].similarity()) if ev else None
             result["identity"] = {"score": round(score, 4), "match": score >= cmp.identity_threshold,
                                   "best_match_sku": best, "threshold": cmp.identity_threshold}
             timings["identity"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            diff = cmp.difference_for(q, sku)
+            reg, diff = cmp.registered_difference(q, sku)
+            result["registration"] = None if reg is None else {"view": q.view, **reg.to_json()}
             if diff is not None:
                 heat = diff.heatmap
                 result["differences"] = [r.to_json() for r in diff.regions]
@@ -166,7 +180,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     def calibrate_colour(
         image: Annotated[Path, typer.Argument(help="a frame showing a ColorChecker Classic (24 patches)")],
         profile: Annotated[str, typer.Option(help="what the camera delivers: srgb or linear")] = "srgb",
-        model: Annotated[str, typer.Option(help="correction: matrix (3x3) or rootpoly (root-polynomial, 2nd degree)")] = "matrix",
+        model: Annotated[str, typer.Option(help="correction: matrix (3x3), rootpoly (root-polynomial, 2nd degree) "
+                                                "or tone (per-channel exponent, then 3x3: phone/DSLR JPEGs)")] = "matrix",
         camera_id: Annotated[str, typer.Option(help="stored with the profile")] = "cam0",
         save: Annotated[bool, typer.Option(help="store the profile under <data_dir>/calibration")] = False,
         json_out: Annotated[bool, typer.Option("--json")] = False,
@@ -178,8 +193,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         if profile not in ("srgb", "linear"):
             fail(f"unknown profile {profile!r}: use srgb or linear")
-        if model not in ("matrix", "rootpoly"):
-            fail(f"unknown model {model!r}: use matrix or rootpoly")
+        if model not in ("matrix", "rootpoly", "tone"):
+            fail(f"unknown model {model!r}: use matrix, rootpoly or tone")
         img = _read_image(image, fail)
         try:
             result = calibrate_from_image(img, profile, model)
@@ -298,6 +313,54 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             out["saved_to"] = str(save_profile(cfg.station.data_dir, "scale", cam, out))
         _report(out, json_out, [f"{out['mm_per_px']:.5f} mm/px ({out['method']}, {len(out['references'])} "
                                 f"reference(s), {'undistorted' if out['undistorted'] else 'no intrinsics'})"])
+
+    @calibrate_app.command("background")
+    def calibrate_background(
+        views: Annotated[Optional[list[str]], typer.Option("--view", help="view to capture (repeat; default: "
+                                                           "station.views)")] = None,
+        frames: Annotated[int, typer.Option(min=3, max=200, help="empty-bench frames per view (median)")] = 9,
+        camera_id: Annotated[Optional[str], typer.Option(help="whose profile (default: calibration.camera_id)")] = None,
+        json_out: Annotated[bool, typer.Option("--json")] = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Empty-bench background plates: N frames per view from the configured camera, their median and
+        per-pixel spread stored in the camera's calibration profile; segmentation then takes what differs
+        from the plate as the product (any bench, wood or printed), else the image border as the bench."""
+        from calibration.background import PlateError, plate_from_frames, save_plates
+        from calibration.profiles import ProfileError, profile_path
+        from station.app import make_camera
+        from vision.camera import CameraError, SyntheticCamera
+
+        cfg = _config(config, data_dir)
+        cam_id = camera_id or cfg.calibration.camera_id
+        try:
+            profile_path(cfg.station.data_dir, "background", cam_id)
+        except ProfileError as exc:
+            fail(str(exc))
+        wanted = list(views) if views else list(cfg.station.views)
+        if len(set(wanted)) != len(wanted):
+            fail(f"--view names a view twice ({', '.join(wanted)}): name each view once")
+        camera = make_camera(cfg)
+        if isinstance(camera, SyntheticCamera):
+            fail("the synthetic camera renders items on a plain bench and has no empty-bench frames: a background "
+                 "plate is for a real camera (camera.type = \"opencv\" or \"folder\")")
+        plates = []
+        try:
+            for v in wanted:
+                shots = [camera.capture(v).image for _ in range(frames)]
+                plates.append(plate_from_frames(shots, v))
+        except CameraError as exc:
+            fail(f"cannot capture the empty bench: {exc}")
+        except PlateError as exc:
+            fail(str(exc))
+        finally:
+            camera.close()
+        saved = save_plates(cfg.station.data_dir, cam_id, plates)
+        out = {"camera_id": cam_id, "views": [p.summary() for p in plates], "saved_to": str(saved), "warnings": []}
+        _report(out, json_out, [f"{p['view']}: plate of {p['frames']} frames {p['size'][0]}x{p['size'][1]}, spread "
+                                f"median ΔE {p['spread_median_delta_e']:.2f} (p95 {p['spread_p95_delta_e']:.2f})"
+                                for p in out["views"]])
 
     @calibrate_app.command("check")
     def calibrate_check(

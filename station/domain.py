@@ -19,6 +19,9 @@ class CatalogueFindingKind(StrEnum):
     COLOUR_MISMATCH = "colour_mismatch"
     SIZE_MISMATCH = "size_mismatch"
     UNIT_SEEN_BEFORE = "unit_seen_before"
+    # A view could not be registered to its catalogue view (vision.align.RegistrationResult says why): the
+    # station could not see it well enough to compare, so no difference was taken there.
+    REGISTRATION_FAILED = "registration_failed"
 
 
 # A detector box scored at or above the decode floor but below its class's calibrated threshold (model card

@@ -105,8 +105,11 @@ def test_cli_compare_json_and_heatmap(data_dir, tmp_path):
                                  "--data-dir", str(data_dir), str(img_path)])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert set(out) == {"identity", "differences", "anomaly", "colour", "size_mm", "presentation", "timings_ms"}
+    # the contract: these fields stay (new ones may be added, e.g. segmentation)
+    assert set(out) >= {"identity", "differences", "anomaly", "colour", "size_mm", "presentation", "timings_ms",
+                        "segmentation", "registration"}
     assert out["identity"]["match"] is True and out["colour"]["delta_e00"] < 3
+    assert out["registration"]["status"] == "ok" and out["registration"]["view"]  # the genuine view registers
     # three catalogue views are no calibration: the map, and no region, with why
     assert out["anomaly"]["calibration"]["source"] == "none" and out["anomaly"]["regions"] == []
     assert "anomaly" in out["timings_ms"]

@@ -315,6 +315,10 @@ class QueryView:
     view: str
     segmented: bool = True  # False: no product outline could be found; the whole frame, for retrieval only
     segmentation: str = "outline"  # how the outline was found, or why it failed
+    # "plate": what differs from the view's empty-bench plate (calibration.background); "border": the image
+    # border taken as the bench. plate_unused: why a stored plate was not used (None: none, or used).
+    segmentation_method: str = "border"
+    plate_unused: str | None = None
 
 
 OUTLINE_MAX_SHARE = 0.85  # a "product" covering more of the frame than this is a failed segmentation
@@ -395,8 +399,9 @@ class CatalogueComparer:
     def __init__(self, catalogue: Catalogue, identity_threshold: float = 0.9, bench_grey: float = 200.0,
                  shortlist: int = 3, mm_per_px: float | None = None, size_tolerance: float = 0.05,
                  colour_correction=None, difference: bool = True, min_inliers: float = 25.0,
-                 intrinsics=None, retrieval: bool = True, unseen=None) -> None:
+                 intrinsics=None, retrieval: bool = True, unseen=None, background=None) -> None:
         self.catalogue = catalogue
+        self.background = background  # calibration.background.BackgroundPlates of the camera, or None
         self.unseen = unseen  # vision.unseen.UnseenDamage: damage regions against the SKU's good appearance
         self.identity_threshold = identity_threshold
         self.bench_grey = bench_grey
@@ -453,19 +458,28 @@ class CatalogueComparer:
 
     # -- query
     def prepare(self, image: np.ndarray, view: str = "") -> QueryView | None:
-        mask, bench, balanced = segment_item(image, self.bench_grey)
+        plated = self.background.segment(image, view, self.bench_grey) if self.background is not None else None
+        if plated is not None and plated.mask is not None:
+            mask, bench, balanced = plated.mask, plated.bench_bgr, plated.balanced
+            method, unused = "plate", None
+        else:  # no plate, or one that does not fit this frame (size, lighting drift): the border method
+            mask, bench, balanced = segment_item(image, self.bench_grey)
+            method, unused = "border", None if plated is None else plated.reason
         failure = outline_failure(mask)
         if failure is not None:
             # No bench to balance on and no outline: the frame as it is, for retrieval and verification only
             # (no colour, size or difference is measured on it).
             full = np.full(mask.shape, 255, np.uint8)
             raw = image if self.colour_correction is None else self.colour_correction(image)
-            return QueryView(raw, full, view_features(raw, full), view, segmented=False, segmentation=failure)
+            return QueryView(raw, full, view_features(raw, full), view, segmented=False, segmentation=failure,
+                             segmentation_method=method, plate_unused=unused)
         if cv2.countNonZero(mask) < 400:
             return None  # nothing on the bench in this view
         if self.colour_correction is not None:
             balanced = self.colour_correction(balanced)
-        return QueryView(balanced, mask, view_features(balanced, mask), view)
+        return QueryView(balanced, mask, view_features(balanced, mask), view,
+                         segmentation="plate" if method == "plate" else "outline", segmentation_method=method,
+                         plate_unused=unused)
 
     def _reference_lab(self, sku: str) -> np.ndarray | None:
         item = self.catalogue.items[sku]
@@ -608,6 +622,8 @@ class CatalogueComparer:
             failed = [{"view": v.view, "reason": v.segmentation} for v in views if not v.segmented]
             if failed:
                 details["segmentation_failed"] = failed
+            details["segmentation"] = [{"view": v.view, "method": v.segmentation_method,
+                                        **({"plate_unused": v.plate_unused} if v.plate_unused else {})} for v in views]
             outlined = [v for v in views if v.segmented]
             if identity < self.identity_threshold:
                 looks = f"; looks most like {best_sku}" if best_sku != item.sku else ""
@@ -622,9 +638,16 @@ class CatalogueComparer:
                 findings.append(Finding("colour_mismatch", min(1.0, 0.5 + delta_e / 20), FindingSource.CATALOGUE,
                                         value=round(delta_e, 3), detail=f"ΔE00 {delta_e:.2f} vs catalogue"))
             if self.difference and identity >= self.identity_threshold:
-                diffs = []
+                diffs, registrations = [], []
                 for q in outlined:
-                    res = self.difference_for(q, item.sku, ev.get(item.sku))
+                    reg, res = self.registered_difference(q, item.sku)
+                    if reg is not None:
+                        registrations.append({"view": q.view, **reg.to_json()})
+                        if not reg.ok:
+                            # The station could not see this view well enough to compare it: a supervisor
+                            # looks (G-REGISTRATION-FAILED), instead of a heat map of the misalignment.
+                            findings.append(Finding("registration_failed", 1.0, FindingSource.CATALOGUE, q.view,
+                                                    detail=f"not compared with the catalogue view: {reg.detail}"))
                     if res is None:
                         continue
                     for region in res.regions:
@@ -634,6 +657,7 @@ class CatalogueComparer:
                                                     region.box_xyxy, value=round(region.area_share, 4),
                                                     detail=f"{region.area_share:.0%} of the reference outline absent"))
                 details["differences"] = diffs
+                details["registration"] = registrations
             if self.unseen is not None and identity >= self.identity_threshold:
                 # Against the claimed SKU's good appearance only when it is that SKU: another product's
                 # memory would call the whole item damaged.
@@ -644,6 +668,19 @@ class CatalogueComparer:
                         continue
                     anomalies.append(va.to_json())
                     for r in va.regions:
+                        if r.kind == "missing_part":
+                            if any(f.kind == "missing_part" and f.view == q.view and f.box_xyxy is not None
+                                   and _boxes_overlap(f.box_xyxy, r.box_xyxy) for f in findings):
+                                continue  # the reference difference already found it
+                            # Value: the share of the catalogue outline absent, as for the reference difference's.
+                            findings.append(Finding("missing_part", round(min(1.0, 0.5 + 0.5 * r.score), 4),
+                                                    FindingSource.CATALOGUE, q.view, r.box_xyxy,
+                                                    value=round(r.area_share, 4),
+                                                    detail=f"{r.area_share:.0%} of {item.sku}'s catalogue outline "
+                                                           f"shows bench here, and its good appearance differs "
+                                                           f"around it ({r.score:.2f}x the threshold, "
+                                                           f"{va.calibration.source} calibration)"))
+                            continue
                         findings.append(Finding("damage", round(min(1.0, 0.5 + 0.5 * (r.score - 1.0)), 4),
                                                 FindingSource.CATALOGUE, q.view, r.box_xyxy, value=round(r.score, 4),
                                                 detail=f"differs from {item.sku}'s good appearance: "
@@ -675,25 +712,56 @@ class CatalogueComparer:
         return self.unseen.learn_good(sku, list(comparison.outlined_views), source)
 
     def difference_for(self, q: QueryView, sku: str, ev: SkuEvidence | None = None):
-        """Align this view to its most similar reference view of ``sku`` and find what differs."""
-        from vision.align import align
-        from vision.difference import reference_difference
+        """Align this view to its most similar reference view of ``sku`` and find what differs; None when the
+        registration failed (``registered_difference`` says why)."""
+        return self.registered_difference(q, sku)[1]
+
+    def registered_difference(self, q: QueryView, sku: str):
+        """(vision.align.RegistrationResult, vision.difference.DifferenceResult or None) of this view against
+        its most similar reference view of ``sku``; (None, None) when the SKU has no usable reference. The
+        transform (verified ORB matches, else the outlines' boxes; ECC in the canonical frame; refined on
+        the outlines) is checked before any difference is taken: a failed registration gives no heat map."""
+        from vision.align import align, verify_registration
+        from vision.difference import reference_difference, refine_outline
 
         refs = [(ri, r) for ri, r in enumerate(self.references(sku)) if r is not None]
         if not refs:
-            return None
+            return None, None
         ri, r = max(refs, key=lambda t: _pair_similarity(q.features, t[1]))
         n, H = verified_matches(q.features, r)
         ref_img, ref_mask = self.reference_image(sku, ri)
-        al = align(q.image, q.mask, self.canonical(sku, ri), ref_mask, H if n >= 12 else None, self.align_size)
-        if al.overlap < 0.5:
-            return None  # not aligned: a difference map would be noise
-        return reference_difference(q.image, q.mask, ref_img, ref_mask, al.query_to_ref)
+        features = n >= 12
+        al = align(q.image, q.mask, self.canonical(sku, ri), ref_mask, H if features else None, self.align_size)
+        H = refine_outline(q.mask, ref_mask, al.query_to_ref)
+        grey = lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # noqa: E731
+        reg = verify_registration(grey(q.image), grey(ref_img), H, n if features else 0,
+                                  "features" if features else "outline", q.mask, ref_mask,
+                                  max_residual_px=STATION_MAX_RESIDUAL_PX, min_agreement=STATION_MIN_AGREEMENT,
+                                  min_overlap=STATION_MIN_OVERLAP)
+        if not reg.ok:
+            return reg, None  # not aligned: a difference map would show the misalignment, not the item
+        return reg, reference_difference(q.image, q.mask, ref_img, ref_mask, reg.query_to_ref, refine=False)
 
     def size_of(self, mask: np.ndarray) -> dict | None:
         if not self.mm_per_px:
             return None
         return outline_size_mm(mask, self.mm_per_px, self.intrinsics)
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+# What a view's registration to its catalogue view must meet before a difference is taken (measured on
+# genuine station-camera items and painted missing parts, docs/vision.md): outlines overlapping by half (a
+# missing part lowers the IoU and must stay a missing part), and structure moving at most 1.5x what the
+# reference difference's own dense flow (16 px) takes up: a carton's top face seen from another height
+# moves up to 23.5 px on genuine items, 23.3 px with a painted missing part. Structure agreement (ZNCC) is not
+# required on the station: the generated garments' texture is drawn anew per shot, so genuine items reach
+# -0.26.
+STATION_MAX_RESIDUAL_PX = 24.0
+STATION_MIN_AGREEMENT = -1.0
+STATION_MIN_OVERLAP = 0.5
 
 
 class HeatmapStatus(StrEnum):
@@ -709,6 +777,7 @@ class ViewHeatmap:
     status: HeatmapStatus
     heatmap: np.ndarray | None = None  # float32 in [0, 1], the view's size; None unless status is OK
     regions: tuple = ()  # vision.difference.DifferenceRegion
+    registration: object | None = None  # vision.align.RegistrationResult behind the map (or its failure)
 
 
 def view_heatmap(comparer: "CatalogueComparer", image: np.ndarray, sku: str, view: str = "") -> ViewHeatmap:
@@ -727,10 +796,10 @@ def view_heatmap(comparer: "CatalogueComparer", image: np.ndarray, sku: str, vie
         va = comparer.unseen.score_view(sku, q.image, q.mask, view)
         if va is not None and va.calibration.threshold is not None:
             return ViewHeatmap(HeatmapStatus.OK, va.heatmap, va.regions)
-    diff = comparer.difference_for(q, sku)
+    reg, diff = comparer.registered_difference(q, sku)
     if diff is None:
-        return ViewHeatmap(HeatmapStatus.NOT_ALIGNED)
-    return ViewHeatmap(HeatmapStatus.OK, diff.heatmap, diff.regions)
+        return ViewHeatmap(HeatmapStatus.NOT_ALIGNED, registration=reg)
+    return ViewHeatmap(HeatmapStatus.OK, diff.heatmap, diff.regions, reg)
 
 
 def outline_size_mm(mask: np.ndarray, mm_per_px: float, intrinsics=None) -> dict:

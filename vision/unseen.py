@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,15 @@ MAX_GOODS = 24  # accepted-good views kept per SKU (the catalogue's own views ar
 CORESET = 3000  # patches kept per SKU's memory
 MIN_REGION_SHARE = 0.008  # a region smaller than this share of the product is noise
 GREY = 127
+# Missing part from memory: where the catalogue view's outline (aligned on the outlines) has product and
+# this view shows bench, at least MISSING_MIN_DEPTH of the outline's shorter side deep and
+# MISSING_MIN_SHARE of it, and the memory finds the appearance around it unusual (patches above
+# MISSING_SUPPORT x the threshold within MISSING_REACH_CELLS patch cells). Neither cue alone decides: an
+# outline loses area to a pale part the segmentation dropped, a memory flags a dent on the edge.
+MISSING_MIN_DEPTH = 0.04
+MISSING_MIN_SHARE = 0.01
+MISSING_SUPPORT = 0.75
+MISSING_REACH_CELLS = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +59,21 @@ class Calibration:
                 "images": self.images, "detail": self.detail}
 
 
+class RegionKind(StrEnum):
+    DAMAGE = "damage"
+    MISSING_PART = "missing_part"  # the SKU's outline has product here, this view has bench
+
+
 @dataclass(frozen=True, slots=True)
 class DamageRegion:
     box_xyxy: tuple[int, int, int, int]
     score: float  # the heat map's peak in the region, relative to the threshold (1.0 = at threshold)
-    area_share: float  # of the product outline
+    area_share: float  # of the product outline (missing_part: of the catalogue view's outline)
+    kind: RegionKind = RegionKind.DAMAGE
 
     def to_json(self) -> dict:
-        return {"box_xyxy": list(self.box_xyxy), "score": round(self.score, 4), "area_share": round(self.area_share, 4)}
+        return {"box_xyxy": list(self.box_xyxy), "score": round(self.score, 4), "area_share": round(self.area_share, 4),
+                "kind": self.kind.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +210,7 @@ class UnseenDamage:
         self.min_goods = min_goods
         self.max_goods = max_goods
         self._memories: dict[str, SkuMemory] = {}
+        self._outlines: dict[str, list[np.ndarray]] = {}  # SKU -> its catalogue views' product outlines
         self._recent: dict[bytes, np.ndarray] = {}  # crop digest -> grid of the views just scored
 
     def _grid_of(self, crop: np.ndarray) -> np.ndarray:
@@ -355,4 +373,96 @@ class UnseenDamage:
                 cx, cy, cw, ch = stats[i, :4]
                 box = (int(x0 + cx * sx), int(y0 + cy * sy), int(x0 + (cx + cw) * sx), int(y0 + (cy + ch) * sy))
                 regions.append(DamageRegion(box, float(d[labels == i].max() / cal.threshold), float(share)))
+        if cal.threshold is not None and peak > MISSING_SUPPORT * cal.threshold:
+            regions = self._with_missing_parts(sku, image, mask, d, (x0, y0, x1, y1), cal.threshold, regions)
         return ViewAnomaly(view, heat, peak, cal, tuple(sorted(regions, key=lambda r: -r.score)))
+
+    # -- missing parts
+    def outlines(self, sku: str) -> list[np.ndarray]:
+        """The product outlines of the SKU's catalogue views (segmented once, kept for the session)."""
+        out = self._outlines.get(sku)
+        if out is None:
+            from vision.compare import segment_item, usable_outline
+
+            out = []
+            item = self.catalogue.get(sku)
+            for i in range(len(item.reference_images)):
+                img = cv2.imread(str(self.catalogue.image_path(item, i)), cv2.IMREAD_COLOR)
+                mask = None if img is None else usable_outline(segment_item(img)[0])
+                if mask is not None:
+                    out.append(mask)
+            self._outlines[sku] = out
+        return out
+
+    def _with_missing_parts(self, sku: str, image: np.ndarray, mask: np.ndarray, d: np.ndarray,
+                            crop_box: tuple[int, int, int, int], threshold: float,
+                            regions: list[DamageRegion]) -> list[DamageRegion]:
+        """``regions`` with the outline's lost parts that the memory supports as ``missing_part`` regions; a
+        damage region on the same spot is the same evidence and is dropped."""
+        x0, y0, x1, y1 = crop_box
+        gh, gw = d.shape
+        support = np.zeros(image.shape[:2], np.uint8)
+        support[y0:y1, x0:x1] = cv2.resize((d > MISSING_SUPPORT * threshold).astype(np.uint8), (x1 - x0, y1 - y0),
+                                           interpolation=cv2.INTER_NEAREST)
+        strength = np.zeros(image.shape[:2], np.float32)
+        strength[y0:y1, x0:x1] = cv2.resize(d, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
+        reach = max(3, int(MISSING_REACH_CELLS * max((x1 - x0) / gw, (y1 - y0) / gh)))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        missing: list[DamageRegion] = []
+        for blob, share in lost_outline(image, mask, self.outlines(sku)):
+            near = (cv2.dilate(blob.astype(np.uint8), disc) > 0) & (support > 0)
+            if not near.any():
+                continue  # the memory sees nothing unusual there: a part the segmentation dropped, not missing
+            bx, by, bw, bh = cv2.boundingRect(blob.astype(np.uint8))
+            missing.append(DamageRegion((bx, by, bx + bw, by + bh), float(strength[near].max() / threshold), share,
+                                        RegionKind.MISSING_PART))
+        if not missing:
+            return regions
+
+        def overlaps(a, b) -> bool:
+            return a[0] <= b[2] + reach and b[0] <= a[2] + reach and a[1] <= b[3] + reach and b[1] <= a[3] + reach
+
+        kept = [r for r in regions if not any(overlaps(r.box_xyxy, m.box_xyxy) for m in missing)]
+        return kept + missing
+
+
+def lost_outline(image: np.ndarray, mask: np.ndarray, ref_masks: list[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+    """Where the catalogue outline best matching this view's (aligned on the outlines: boxes, then ECC) has
+    product and this view shows bench: (blob in the view's pixels, its share of the catalogue outline) for
+    each blob reaching MISSING_MIN_DEPTH of the outline's shorter side into it, covering MISSING_MIN_SHARE
+    of it, where the view shows bench or its shadow for the most part (else the part is there and only its
+    segmentation dropped it)."""
+    from vision.align import box_homography
+    from vision.difference import _bench_like, _ecc_outline, _outline_iou
+
+    if not ref_masks or not mask.any():
+        return []
+    h, w = mask.shape
+    # The catalogue view whose outline fits best on the boxes alone, then one affine ECC on the outlines
+    # (kept when it fits better): one refinement, not one per view and start (that cost ~300 ms).
+    fits = [(_outline_iou(mask, r, box_homography(mask, r), 0.25), -i) for i, r in enumerate(ref_masks)]
+    ref = ref_masks[-max(fits)[1]]
+    H = box_homography(mask, ref)
+    He = _ecc_outline(mask, ref, H, 0.5, 30)
+    if He is not None and _outline_iou(mask, ref, He, 0.5) > _outline_iou(mask, ref, H, 0.5):
+        H = He
+    ref_w = cv2.warpPerspective(ref, np.linalg.inv(H), (w, h), flags=cv2.INTER_NEAREST) > 0
+    lost = ref_w & ~(cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0)
+    lost = cv2.morphologyEx(lost.astype(np.uint8), cv2.MORPH_OPEN, np.ones((7, 7), np.uint8))
+    if not lost.any():
+        return []
+    depth = cv2.distanceTransform(ref_w.astype(np.uint8), cv2.DIST_L2, 5)
+    _, _, rw, rh = cv2.boundingRect(ref_w.astype(np.uint8))
+    area = max(1.0, float(ref_w.sum()))
+    bench = _bench_like(image)
+    n, labels = cv2.connectedComponents(lost)
+    out = []
+    for i in range(1, n):
+        blob = labels == i
+        share = float(blob.sum()) / area
+        if share < MISSING_MIN_SHARE or depth[blob].max() < MISSING_MIN_DEPTH * min(rw, rh):
+            continue
+        if bench[blob].mean() < 0.5:
+            continue
+        out.append((blob, share))
+    return out
