@@ -21,7 +21,8 @@ def test_rma_codes_round_trip_and_bad_scans_say_why():
     assert parse_rma(format_rma(req)) == req
     assert parse_rma('{"order_id": "O1", "sku": "APP-TEE-M", "reason": "wrong_size"}').sku == "APP-TEE-M"
     for bad, key in (("hello", "not an RMA code"), ("RMA1||X|quality_issue", "missing order id"),
-                     ("RMA1|O|X|broken", "unknown return reason")):
+                     ("RMA1|O|X|broken", "unknown return reason"),
+                     ("RMA1|" + "O" * 200 + "|X|quality_issue", "beyond the platform's limit")):
         with pytest.raises(RmaError) as exc:
             parse_rma(bad)
         assert exc.value.key == key
@@ -231,3 +232,96 @@ def test_live_view_drops_frames_instead_of_queueing_grabs(qtbot, data_dir):
     win.ctx.station.camera = NoPreview()
     qtbot.waitUntil(lambda: bench.live_tile.caption.text() == "This camera has no live view", timeout=WAIT_MS)
     assert not bench.live_tile.has_image
+
+
+# ------------------------------------------------------------------------------------------- issue 22
+
+
+def _decided(qtbot, data_dir, user, pin, order, sku="BTL-FEED-240", reason=ReturnReason.NO_REASON_7DAY):
+    win = make_window(qtbot, data_dir)
+    login(qtbot, win, user, pin)
+    scan_and_capture(qtbot, win.bench, format_rma(ReturnRequest(order, sku, reason, f"U-{order}", "live",
+                                                                "host-wang", None, None)))
+    return win, win.bench
+
+
+def test_f8_down_enter_writes_no_record_and_says_what_is_missing(qtbot, data_dir):
+    win, bench = _decided(qtbot, data_dir, "inspector", "1111", "ORD-UI-N1")
+    qtbot.keyClick(bench, Qt.Key.Key_F8)
+    qtbot.waitUntil(lambda: bench.override_dialog is not None and bench.override_dialog.isVisible(), timeout=WAIT_MS)
+    dlg = bench.override_dialog
+    assert dlg.error.isVisible() and "changes nothing" in dlg.error.text()  # said before Save
+    qtbot.keyClick(dlg.reason, Qt.Key.Key_Down)
+    qtbot.keyClick(dlg.reason, Qt.Key.Key_Down)
+    assert dlg.reason.currentData() == "wrong_grade"
+    qtbot.keyClick(dlg.reason, Qt.Key.Key_Return)
+    assert bench.override_dialog is dlg and dlg.isVisible() and bench.state == "decided"
+    assert len(rows(data_dir, "ORD-UI-N1")) == 1  # no permanent no-op record
+
+
+def test_an_inspector_is_told_before_any_form_that_a_flagged_item_needs_a_supervisor(qtbot, data_dir):
+    # A child car seat returned for a quality issue with no crack or dent seen: a supervisor checks it.
+    win, bench = _decided(qtbot, data_dir, "inspector", "1111", "ORD-UI-N2", "SEAT-CAR-G1",
+                          ReturnReason.QUALITY_ISSUE)
+    assert bench.result.record.decision.review
+    assert "only a supervisor can change it" in bench.prompt.text()
+    assert not bench.override_button.isEnabled() and "supervisor" in bench.override_button.toolTip()
+    qtbot.keyClick(bench, Qt.Key.Key_F8)
+    assert bench.override_dialog is None  # no form to fill in vain
+    assert "Only a supervisor can change an item flagged for review" in bench.prompt.text()
+    qtbot.keyClick(bench, Qt.Key.Key_Return)  # Enter still sends it on to the queue
+    qtbot.waitUntil(lambda: bench.state == "idle", timeout=WAIT_MS)
+    assert "Sent to the supervisor queue" in bench.prompt.text()
+
+
+def test_a_refused_save_keeps_the_dialog_and_the_typed_comment(qtbot, data_dir):
+    from station.users import Role, User, record_override
+
+    win, bench = _decided(qtbot, data_dir, "inspector", "1111", "ORD-UI-N3")
+    qtbot.keyClick(bench, Qt.Key.Key_F8)
+    qtbot.waitUntil(lambda: bench.override_dialog is not None and bench.override_dialog.isVisible(), timeout=WAIT_MS)
+    dlg = bench.override_dialog
+    new_grade = "D" if bench.result.record.decision.grade.value != "D" else "C"
+    qtbot.keyClicks(dlg.grade, new_grade)
+    qtbot.keyClicks(dlg.comment, "teat cracked at base")
+    # Meanwhile a supervisor decides the same item elsewhere: this override is now stale.
+    ctx, rid, done = win.ctx, bench.result.record.record_id, []
+    ctx.jobs.submit(lambda: record_override(ctx.station.store, User("boss", Role.SUPERVISOR), rid, "other",
+                                            "checked it myself", None, None, None), done.append)
+    qtbot.waitUntil(lambda: bool(done), timeout=WAIT_MS)
+    qtbot.keyClick(dlg.comment, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "Not saved" in dlg.error.text(), timeout=WAIT_MS)
+    assert dlg.isVisible() and bench.override_dialog is dlg and "decided again" in dlg.error.text()
+    assert (dlg.grade.currentData(), dlg.comment.text()) == (new_grade, "teat cracked at base")
+    assert len(rows(data_dir, "ORD-UI-N3")) == 2  # the supervisor's; nothing of ours
+
+
+def test_the_order_row_stays_put_and_the_why_column_keeps_its_width(qtbot, data_dir):
+    readable = 330  # px: a rule line of a few words per line, not a word per line
+    win = make_window(qtbot, data_dir)
+    win.resize(1280, 800)  # a small bench screen
+    login(qtbot, win, "supervisor", "2222")
+    bench = win.bench
+    places = []
+    for order, sku in (("ORD-UI-N4", "BTL-FEED-240"), ("ORD-UI-N5", "HH-KETTLE-1L")):
+        scan_and_capture(qtbot, bench, format_rma(ReturnRequest(order, sku, ReturnReason.DAMAGED_IN_TRANSIT,
+                                                                f"U-{order}", "live", "host-wang", None, None)))
+        qtbot.wait(50)
+        places.append({k: (w.x(), w.width()) for k, w in {**bench.info_labels, **{
+            f"v-{k}": v for k, v in bench.info_values.items()}}.items()})
+        if order == "ORD-UI-N5":
+            break
+        bench.cancel_item()
+    assert places[0] == places[1], "the order/SKU row moved between two items"
+    assert "Electric kettle" in bench.info_values["sku"].toolTip()
+    # The decision next to the live view (the live view shows again between items): the rules column keeps
+    # a readable width, and every rule line can be read (wrapped whole, scrolling when taller).
+    bench.live_tile.show()
+    qtbot.wait(50)
+    rules = bench.rules
+    assert rules.text() and rules.width() >= readable
+    viewport = rules.parentWidget()
+    shown = viewport.height()
+    needed = rules.heightForWidth(rules.width())
+    assert rules.height() >= needed, "rule lines are cut"
+    assert needed <= shown or bench.rules_scroll.verticalScrollBar().maximum() > 0

@@ -159,3 +159,84 @@ def test_settings_calibration_and_status_bar_are_translated(qtbot, data_dir, tmp
         assert i18n.missing() == set(), f"strings without a zh_CN entry: {sorted(i18n.missing())}"
     finally:
         i18n.set_language("en")
+
+
+def _rule_ids(node) -> set[str]:
+    """Every ``id`` of a rule anywhere in a parsed rules file."""
+    if isinstance(node, dict):
+        return ({node["id"]} if isinstance(node.get("id"), str) else set()).union(*map(_rule_ids, node.values()))
+    if isinstance(node, list):
+        return set().union(*map(_rule_ids, node)) if node else set()
+    return set()
+
+
+def test_every_finding_kind_and_every_shipped_rule_has_chinese_text():
+    """A new finding kind in station/domain.py or a new rule in default_rules.toml without zh text fails here."""
+    import tomllib
+    from pathlib import Path
+
+    import station
+    from station.domain import FINDING_KINDS
+    from ui.i18n_zh import RULES_ZH
+
+    finding_names = i18n._NAMES["finding"]
+    assert sorted(k for k in FINDING_KINDS if k not in finding_names) == []
+    assert sorted(k for k in FINDING_KINDS if finding_names[k] not in ZH) == []
+    rules = tomllib.loads((Path(station.__file__).parent / "rules" / "default_rules.toml").read_text())
+    ids = _rule_ids(rules)
+    assert len(ids) > 30 and "G-CLEAN" in ids  # the walk found the rules
+    # and the ids the engine, the pipeline and the store add themselves
+    ids |= {"R-NO-ALLOWED-DISPOSITION", "R-LOW-CONFIDENCE", "Q-POOR-CAPTURE", "OVERRIDE", "OVERRIDE-BOXES"}
+    assert sorted(i for i in ids if i not in RULES_ZH) == []
+    i18n.set_language("zh_CN")
+    try:
+        assert i18n.rule_text("G-UNSEEN-DAMAGE: differs from how this SKU looks") == \
+            "G-UNSEEN-DAMAGE：" + RULES_ZH["G-UNSEEN-DAMAGE"]
+        assert i18n.name("finding", "uncertain_defect") == ZH["Uncertain detection (below threshold)"]
+    finally:
+        i18n.set_language("en")
+
+
+def test_switching_to_chinese_at_run_time_keeps_the_decision_and_translates_it(qtbot, data_dir):
+    """A decided infant-feeding item with findings: after the switch the decision panel, the per-view
+    findings, the reference caption and the reason are all still there, in Chinese."""
+    win = make_window(qtbot, data_dir)
+    try:
+        login(qtbot, win, "supervisor", "2222")
+        bench = win.bench
+        from ui.screenshots import BENCH_STORY
+
+        win.ctx._next_sim = BENCH_STORY  # the simulated story "kettle box crushed, kettle dented"
+        bench.next_simulated()
+        rma = bench.scan.text()
+        bench.scan.clear()
+        scan_and_capture(qtbot, bench, rma)
+        findings = {v: t.caption.text() for v, t in bench.tiles.items()}
+        assert any("\n1. " in c for c in findings.values()), "the kettle story should show detections"
+        win.set_language("zh_CN")
+        assert bench.decision.isVisible() and bench.grade.text() and bench.disposition.text().startswith("处置：")
+        zh = {v: t.caption.text() for v, t in bench.tiles.items()}
+        assert [c.count("\n") for c in zh.values()] == [c.count("\n") for c in findings.values()]
+        assert any("包装破损" in c or "凹陷" in c for c in zh.values())
+        win.set_language("en")
+        bench.accept_item()
+        qtbot.waitUntil(lambda: bench.state == "idle", timeout=WAIT_MS)
+        scan_and_capture(qtbot, bench, format_rma(ReturnRequest(
+            "ORD-I-4", "BTL-FEED-240", ReturnReason.QUALITY_ISSUE, "U-I-4", "live", "host-wang", None, None)))
+        before = {"grade": bench.grade.text(), "disposition": bench.disposition.text(), "rules": bench.rules.text(),
+                  "reference": bench.reference.caption.text(), "reason": bench.info_values["reason"].text()}
+        assert before["reference"].startswith("Category: Infant feeding") and "Flags: hygiene" in before["reference"]
+        assert before["reason"] == "Quality issue" and before["rules"] and before["disposition"]
+
+        win.language.setCurrentIndex(win.language.findData("zh_CN"))  # the switch a user makes, at the top
+        assert bench.state == "decided" and bench.decision.isVisible()
+        assert bench.grade.text() == before["grade"]
+        assert bench.disposition.text().startswith("处置：")
+        assert bench.rules.text() and "：" in bench.rules.text().splitlines()[0]
+        assert bench.reference.caption.text().startswith("品类：婴儿喂养") and "标记：卫生敏感" in \
+            bench.reference.caption.text()
+        assert bench.info_values["reason"].text() == "质量问题"
+        assert all(t.caption.text().startswith("图像质量") for t in bench.tiles.values())
+        assert untranslated(win) == []
+    finally:
+        i18n.set_language("en")

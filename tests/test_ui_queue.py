@@ -55,8 +55,10 @@ def test_wrong_pin_is_refused(qtbot, data_dir):
     assert win.stack.currentWidget() is win.login
 
 
-def test_evidence_export_reports_progress_to_the_status_bar(qtbot, data_dir):
-    import zipfile
+def test_evidence_export_writes_the_signed_bundle_that_verifies(qtbot, data_dir):
+    """Issue 23: the queue's export is station.evidence's signed bundle, not an unsigned zip: it passes the
+    check `station verify-bundle --public-key` runs, with the station's own public key."""
+    from station.evidence import StationKey, verify_bundle
 
     seed_flagged(data_dir, "ORD-Q-4")
     win = make_window(qtbot, data_dir)
@@ -68,10 +70,50 @@ def test_evidence_export_reports_progress_to_the_status_bar(qtbot, data_dir):
     win.ctx.jobs.progress.connect(lambda what, done, total: seen.append((what, done, total)))
     win.ctx.jobs.progress.connect(lambda *_: seen.append(("bar visible", win.progress.isVisible(), 0)))
     qtbot.mouseClick(queue.export_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "Evidence written to" in win.statusBar().currentMessage(), timeout=WAIT_MS)
-    steps = [(d, t) for w, d, t in seen if w == "Exporting evidence"]
-    assert steps == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # records, then each of the 3 views
+    qtbot.waitUntil(lambda: "Evidence bundle written to" in win.statusBar().currentMessage(), timeout=WAIT_MS)
+    assert [(d, t) for w, d, t in seen if w == "Exporting evidence"] == [(0, 1), (1, 1)]
     assert ("bar visible", True, 0) in seen and not win.progress.isVisible()  # shown while running, then gone
     (zip_path,) = (data_dir / "evidence").glob("ORD-Q-4-*.zip")
-    with zipfile.ZipFile(zip_path) as zf:
-        assert sum(n.startswith("images/") for n in zf.namelist()) == 3 and "records.json" in zf.namelist()
+    assert str(zip_path) in win.statusBar().currentMessage()
+    public_pem = StationKey(data_dir / "keys" / "station_ed25519.pem").load().public_pem()  # `station key export`
+    res = verify_bundle(zip_path, public_pem)
+    assert (res["status"], res["ok"], res["order_id"], res["problems"]) == ("verified", True, "ORD-Q-4", [])
+    assert res["records"] == 1 and res["images_checked"] == 3
+    assert list((data_dir / "evidence").glob("*.tmp")) == []
+
+
+def test_evidence_tiles_keep_captions_under_the_pictures_and_the_heat_map_has_a_legend(qtbot, data_dir):
+    seed_flagged(data_dir, "ORD-Q-5")
+    win = make_window(qtbot, data_dir)
+    win.resize(1280, 720)  # a short screen: the evidence pane gets little height
+    login(qtbot, win, "supervisor", "2222")
+    queue = win.queue
+    win.tabs.setCurrentWidget(queue)
+    qtbot.waitUntil(lambda: queue.select_order("ORD-Q-5"), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: queue.evidence is not None, timeout=WAIT_MS)
+    assert not queue.heat_legend.isVisible()
+    queue.heat_toggle.setChecked(True)
+    qtbot.waitUntil(lambda: queue.heat is not None, timeout=WAIT_MS)
+    qtbot.wait(50)
+    tiles = [t for t in queue.ev_tiles if t.isVisible()]
+    assert len(tiles) == 3
+    for tile in tiles:
+        assert tile.caption.text()
+        assert tile.caption.geometry().top() >= tile.image.geometry().bottom(), "caption drawn over the picture"
+        assert tile.caption.height() >= tile.caption.heightForWidth(tile.caption.width())
+        assert tile.image.height() == 180 and tile.caption.geometry().bottom() <= tile.contentsRect().bottom()
+    # A caption that wraps to several lines (a longer note, another language, a wider font) grows its tile
+    # and the pane (which scrolls), never into the picture.
+    long_note = "This view does not line up with the reference: no heat map " * 3
+    tiles[0].set_caption(long_note, "bad")
+    qtbot.wait(100)
+    assert tiles[0].caption.text() == long_note
+    assert tiles[0].caption.geometry().top() >= tiles[0].image.geometry().bottom(), "caption over the picture"
+    assert tiles[0].caption.height() >= tiles[0].caption.heightForWidth(tiles[0].caption.width())
+    legend = queue.heat_legend
+    assert legend.isVisible() and legend.low.text() and legend.high.text()
+    scale = legend.scale.pixmap().toImage()
+    left, right = scale.pixelColor(1, 5), scale.pixelColor(scale.width() - 2, 5)
+    assert left.blue() > left.red() and right.red() > right.blue()  # blue = same, red = differs (JET)
+    queue.heat_toggle.setChecked(False)
+    assert not legend.isVisible()

@@ -19,7 +19,7 @@ import cv2
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtGui import QHideEvent, QKeyEvent, QShowEvent
 from PyQt6.QtWidgets import (QApplication, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                             QVBoxLayout, QWidget)
+                             QScrollArea, QSizePolicy, QVBoxLayout, QWidget)
 
 from station.domain import Frame, ReturnRequest
 from station.users import Permission, approve, record_override
@@ -31,6 +31,7 @@ from ui.scan import RmaError, format_rma, parse_rma
 from ui.widgets import ImageTile, OverrideDialog, data_label
 
 MAX_RETAKES = 2  # after this many failed retakes the frame is kept and the item goes to manual review
+WHY_MIN_WIDTH = 360  # px: the rules column never narrows below this (long rule lines wrap, then scroll)
 
 
 class BenchPage(QWidget):
@@ -85,6 +86,11 @@ class BenchPage(QWidget):
         for i, k in enumerate(self.info_labels):
             info.addWidget(self.info_labels[k], i // 3, (i % 3) * 2)
             info.addWidget(self.info_values[k], i // 3, (i % 3) * 2 + 1)
+            # Column widths from the stretch factors alone, never from the item's text: the row stays put from
+            # one item to the next (a long product name is cut, its full text is the tooltip).
+            self.info_values[k].setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        for col in range(6):
+            info.setColumnStretch(col, 0 if col % 2 == 0 else 1)
 
         self.tiles = {v: ImageTile() for v in self.views}
         self.reference = ImageTile()
@@ -115,7 +121,21 @@ class BenchPage(QWidget):
         self.liability.setWordWrap(True)
         self.rules_title = QLabel()
         self.rules = QLabel()
+        self.rules.setObjectName("rules")
         self.rules.setWordWrap(True)
+        self.rules.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # The rules that fired can be many and long: they wrap at word boundaries in a column that keeps a
+        # readable width and scroll when taller than the panel, instead of being cut.
+        self.rules_scroll = QScrollArea()
+        self.rules_scroll.setObjectName("rulesScroll")
+        self.rules_scroll.setWidgetResizable(True)
+        self.rules_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.rules_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.rules_scroll.setMinimumWidth(WHY_MIN_WIDTH)
+        self.rules_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.rules_scroll.setWidget(self.rules)
+        self.rules.setAutoFillBackground(False)  # setWidget turned it on: keep the decision panel's colour
+        self.rules_scroll.viewport().setAutoFillBackground(False)
         self.measures = QLabel()
         left = QVBoxLayout()
         left.addWidget(self.grade_title)
@@ -130,8 +150,7 @@ class BenchPage(QWidget):
         mid.addStretch(1)
         right = QVBoxLayout()
         right.addWidget(self.rules_title)
-        right.addWidget(self.rules)
-        right.addStretch(1)
+        right.addWidget(self.rules_scroll, 1)
         dec = QHBoxLayout(self.decision)
         dec.addLayout(left)
         dec.addLayout(mid, 2)
@@ -162,6 +181,7 @@ class BenchPage(QWidget):
         middle = QHBoxLayout()
         middle.addWidget(self.live_tile, 2)
         middle.addWidget(self.decision, 3)
+        self.decision.setMinimumWidth(WHY_MIN_WIDTH * 2)  # grade, disposition and liability beside the rules
         lay.addLayout(middle, 1)
         lay.addLayout(buttons)
         self._update_buttons()
@@ -202,10 +222,20 @@ class BenchPage(QWidget):
         self.prompt.style().unpolish(self.prompt)
         self.prompt.style().polish(self.prompt)
 
+    def may_override(self) -> bool:
+        """Whether the logged-in user may change the decided item (a flagged one needs a supervisor)."""
+        user = self.ctx.user
+        if user is None or not user.can(Permission.OVERRIDE):
+            return False
+        flagged = self.result is not None and self.result.record.decision.review
+        return not flagged or user.can(Permission.APPROVE_FLAGGED)
+
     def _update_buttons(self) -> None:
         decided = self.state == "decided"
         self.accept_button.setEnabled(decided)
-        self.override_button.setEnabled(decided)
+        self.override_button.setEnabled(decided and self.may_override())
+        self.override_button.setToolTip("" if not decided or self.may_override() else
+                                        tr("Only a supervisor can change an item flagged for review"))
         self.cancel_button.setEnabled(self.state not in ("idle", "inspecting"))
 
     def _error(self, exc: Exception) -> None:
@@ -337,6 +367,7 @@ class BenchPage(QWidget):
         for key, value in (("order", req.order_id), ("sku", f"{req.sku}  {item.name}"), ("unit", req.unit_code),
                            ("brand", req.brand), ("streamer", req.streamer)):
             self.info_values[key].setText(value or "-")
+            self.info_values[key].setToolTip(value or "")
         self.info_values["reason"].setText(name("reason", req.reason.value))
         self.reference.set_image(ref)
         self.reference.set_caption("")
@@ -434,8 +465,10 @@ class BenchPage(QWidget):
             if self.ctx.user is not None and self.ctx.user.can(Permission.APPROVE_FLAGGED):
                 self._set_prompt(lambda: tr("Manual review: Enter approves the proposal, F8 changes it"), "review")
             else:
+                # Said now, before any form is filled: this role cannot change a flagged item.
                 self._set_prompt(lambda: tr("Manual review: press Enter to send it to the supervisor queue "
-                                            "(put it in tote {lane})", lane=res.record.lane), "review")
+                                            "(put it in tote {lane}); only a supervisor can change it",
+                                            lane=res.record.lane), "review")
         else:
             self._set_prompt(lambda: tr("Decided: Enter to accept, F8 to override"), "ok")
         self._update_buttons()
@@ -460,13 +493,35 @@ class BenchPage(QWidget):
             self._finish(rec.record_id, "accepted")
 
     def open_override(self) -> None:
-        if self.state != "decided" or self.result is None:
+        if self.state != "decided" or self.result is None or self.override_dialog is not None:
             return
         d = self.result.record.decision
-        dlg = OverrideDialog(d.grade.value, (d.proposed_disposition or d.disposition).value, self)
+        if not self.may_override():
+            # No form to fill in vain: the role is told before it types anything.
+            self._set_prompt(lambda: tr("Only a supervisor can change an item flagged for review: press Enter to "
+                                        "send it to the supervisor queue"), "bad")
+            return
+        dlg = OverrideDialog(d.grade.value, (d.proposed_disposition or d.disposition).value, self,
+                             save=self._save_override, flagged=d.review)
         self.override_dialog = dlg
         dlg.finished.connect(self._override_closed)
         dlg.open()
+
+    def _save_override(self, values, done, failed) -> None:
+        """The dialog's Save: write on the worker; the dialog closes only once the record is written, so a
+        refusal (a stale record, a full disk) leaves everything typed in it."""
+        reason, comment, grade, disposition = values
+        rec, user, ctx = self.result.record, self.ctx.user, self.ctx
+
+        def work():
+            return record_override(ctx.station.store, user, rec.record_id, reason, comment, grade, disposition,
+                                   ctx.config.lane_for(disposition))
+
+        def saved(_):
+            done()
+            self._finish(rec.record_id, "overridden", disposition)
+
+        self.ctx.jobs.submit(work, saved, lambda exc: failed(str(exc)))
 
     def _override_closed(self, code: int) -> None:
         dlg, self.override_dialog = self.override_dialog, None
@@ -474,18 +529,6 @@ class BenchPage(QWidget):
             return
         dlg.deleteLater()
         self.setFocus()
-        if code != dlg.DialogCode.Accepted:
-            return
-        reason, comment, grade, disposition = dlg.values()
-        rec, user, ctx = self.result.record, self.ctx.user, self.ctx
-        self.state = "inspecting"
-
-        def work():
-            return record_override(ctx.station.store, user, rec.record_id, reason, comment, grade, disposition,
-                                   ctx.config.lane_for(disposition))
-
-        self.ctx.jobs.submit(work, lambda _: self._finish(rec.record_id, "overridden", disposition),
-                             self._decided_error)
 
     def _decided_error(self, exc: Exception) -> None:
         self.state = "decided"

@@ -186,7 +186,7 @@ class CalibrationPage(QWidget):
         for code in ("srgb", "linear"):
             self.encoding.addItem("", code)
         self.model = QComboBox()
-        for code in ("matrix", "rootpoly"):
+        for code in ("matrix", "rootpoly", "tone"):
             self.model.addItem("", code)
         self.camera_id = QLineEdit(self.ctx.config.calibration.camera_id)
         self.camera_id.setProperty("i18n_data", True)
@@ -307,6 +307,7 @@ class CalibrationPage(QWidget):
         self.model_label.setText(tr("Correction"))
         self.model.setItemText(0, tr("3x3 matrix"))
         self.model.setItemText(1, tr("Root-polynomial"))
+        self.model.setItemText(2, tr("Tone curve + 3x3 matrix"))
         self.camera_label.setText(tr("Camera id"))
         self.chart_tile.title.setText(tr("Chart frame"))
         self.patches.setHorizontalHeaderLabels([tr("Patch"), tr("ΔE00 before"), tr("ΔE00 after")])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt, QTimer
-from PyQt6.QtGui import QBrush, QColor
+from PyQt6.QtGui import QBrush, QColor, QFontMetricsF
 from PyQt6.QtWidgets import (QAbstractItemView, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
                              QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -20,43 +20,144 @@ from ui.stats import DashboardStats, DriftStats, dashboard_stats, drift_stats
 from ui.status import sync_text
 
 REFRESH_MS = 5000
+PARETO_PERCENT_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the cumulative line's axis, on the right
+
+
+def fit_label(text: str, metrics: QFontMetricsF, width: float, max_lines: int = 3) -> str:
+    """``text`` wrapped into lines no wider than ``width`` px (at spaces; between characters for text without
+    spaces, such as Chinese), at most ``max_lines``, the last one elided when the text does not fit."""
+    width = max(width, metrics.horizontalAdvance("W…"))
+    # Chinese wraps between any two characters; other text only at spaces (a long word is elided, not split).
+    sep = "" if any("\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" for ch in text) else " "
+    tokens = list(text.replace(" ", "")) if not sep else text.split()
+    lines: list[str] = []
+    line = ""
+    for tok in tokens:
+        cand = f"{line}{sep}{tok}" if line else tok
+        if metrics.horizontalAdvance(cand) <= width or not line:
+            line = cand
+        else:
+            lines.append(line)
+            line = tok
+    if line:
+        lines.append(line)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [sep.join(lines[max_lines - 1:]) + "…"]
+    elide = Qt.TextElideMode.ElideRight
+    return "\n".join(metrics.elidedText(ln, elide, width) if metrics.horizontalAdvance(ln) > width else ln
+                     for ln in lines)
+
+
+PARETO_BARS = 8  # the most frequent kinds, the rest summed in one last "other kinds" bar: labels stay readable
+
+
+def pareto_bars(counts: tuple[tuple[str, int], ...], bars: int = PARETO_BARS) -> list[tuple[str | None, int]]:
+    """Most frequent first; beyond ``bars`` the tail becomes one bar (kind None), so the line still ends at 100 %."""
+    if len(counts) <= bars:
+        return list(counts)
+    return [*counts[:bars - 1], (None, sum(n for _, n in counts[bars - 1:]))]
+
+
+class CategoryAxis(pg.AxisItem):
+    """A bottom axis for text categories one unit apart: each label is fitted (wrapped, then elided) to the
+    width of its own slot when the axis is drawn, so labels never overlap one another and the outermost ones
+    are not dropped for running past the end of the axis."""
+
+    GAP_PX = 6.0
+    MAX_LINES = 2  # a third line did not fit under the small charts
+
+    def __init__(self) -> None:
+        super().__init__("bottom")
+        self.labels: list[str] = []
+        self.fitted: list[str] = []  # what was last drawn, one entry per category (tests read it)
+
+    def set_labels(self, labels: list[str]) -> None:
+        self.labels = list(labels)
+        self.picture = None
+        self.update()
+
+    def slot_px(self) -> float:
+        lo, hi = self.range
+        return self.geometry().width() / max(hi - lo, 1e-9)
+
+    def generateDrawSpecs(self, p):
+        metrics = QFontMetricsF(p.font())
+        width = self.slot_px() - self.GAP_PX
+        self.fitted = [fit_label(text, metrics, width, self.MAX_LINES) for text in self.labels]
+        self._tickLevels = [list(enumerate(self.fitted))]  # what AxisItem.setTicks stores, without a repaint
+        # Room for the most lines any label needs (AxisItem drops a label taller than the axis); the taller
+        # axis takes effect at the next layout pass, which repaints it.
+        lines = max((t.count("\n") + 1 for t in self.fitted), default=1)
+        needed = int(lines * metrics.lineSpacing() + 4)  # drawn at full height (AxisItem checks 0.8 of it)
+        if needed > self.textHeight:
+            self.textHeight = needed
+            self._updateHeight()
+        return super().generateDrawSpecs(p)
 
 
 class BarChart(QFrame):
-    """A titled bar chart with text categories (their labels translated by the caller)."""
+    """A titled bar chart with text categories (their labels translated by the caller). A chart with nothing
+    to show says so instead of drawing bare axes; a Pareto chart adds the cumulative share on a % axis."""
 
     def __init__(self, colour: str = "#3a7bd5", pareto: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.title = QLabel()
         self.title.setObjectName("chartTitle")
-        self.plot = pg.PlotWidget(background="w")
+        self.axis = CategoryAxis()
+        self.plot = pg.PlotWidget(background="w", axisItems={"bottom": self.axis})
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(False, False)
         self.plot.hideButtons()
         self.plot.showGrid(y=True, alpha=0.3)
+        self.empty = QLabel()
+        self.empty.setObjectName("chartEmpty")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.colour = colour
         self.pareto = pareto
+        if pareto:
+            self.plot.showAxis("right")
         self.categories: list[str] = []
         self.values: list[float] = []
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.title)
-        lay.addWidget(self.plot)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.empty, 1)
+        self._show_empty(True)
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.categories) and any(v > 0 for v in self.values)
+
+    def _show_empty(self, empty: bool) -> None:
+        self.empty.setText(tr("No data yet"))
+        self.empty.setVisible(empty)
+        self.plot.setVisible(not empty)
 
     def set_data(self, categories: list[str], values: list[float]) -> None:
         self.categories, self.values = list(categories), [float(v) for v in values]
         self.plot.clear()
         x = np.arange(len(values))
+        top = max(self.values + [1.0])
         if len(values):
             self.plot.addItem(pg.BarGraphItem(x=x, height=self.values, width=0.7, brush=self.colour))
             if self.pareto and sum(self.values) > 0:
-                cum = np.cumsum(self.values) / sum(self.values) * max(self.values)
+                # The cumulative share drawn in the bars' units, 100 % at the tallest bar; the right axis
+                # reads it in percent.
+                cum = np.cumsum(self.values) / sum(self.values) * top
                 self.plot.plot(x, cum, pen=pg.mkPen("#d9534f", width=2), symbol="o", symbolSize=6,
                                symbolBrush="#d9534f")
-        self.plot.getAxis("bottom").setTicks([list(zip(x.tolist(), self.categories))])
-        self.plot.setXRange(-0.6, max(len(values), 1) - 0.4, padding=0)
-        self.plot.setYRange(0, max(self.values + [1.0]) * 1.1, padding=0)
+        if self.pareto:
+            right = self.plot.getAxis("right")
+            right.setTicks([[(f * top, f"{f:.0%}") for f in PARETO_PERCENT_TICKS]])
+            right.setTextPen(pg.mkPen("#d9534f"))
+            right.setLabel(tr("cumulative share"), color="#d9534f")
+        self.axis.set_labels(self.categories)
+        self.plot.setXRange(-0.5, max(len(values), 1) - 0.5, padding=0)
+        self.plot.setYRange(0, top * 1.1, padding=0)
+        self._show_empty(not self.has_data)
 
 
 class GroupedBarChart(BarChart):
@@ -81,9 +182,10 @@ class GroupedBarChart(BarChart):
                 offset = (i - (len(self.series) - 1) / 2) * width
                 self.plot.addItem(pg.BarGraphItem(x=x + offset, height=values, width=width * 0.9, brush=colour,
                                                   name=label))  # the name puts it in the legend
-        self.plot.getAxis("bottom").setTicks([list(zip(x.tolist(), self.categories))])
-        self.plot.setXRange(-0.6, max(len(self.categories), 1) - 0.4, padding=0)
+        self.axis.set_labels(self.categories)
+        self.plot.setXRange(-0.5, max(len(self.categories), 1) - 0.5, padding=0)
         self.plot.setYRange(0, max(self.values + [10.0]) * 1.15, padding=0)
+        self._show_empty(not self.has_data)
 
 
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -311,7 +413,9 @@ class DashboardPage(QWidget):
         c["per_hour"].set_data([h for h, _ in s.per_hour], [n for _, n in s.per_hour])
         c["grades"].set_data(list(s.grades), list(s.grades.values()))
         c["dispositions"].set_data([name("disposition", d) for d in s.dispositions], list(s.dispositions.values()))
-        c["pareto"].set_data([name("finding", k) for k, _ in s.pareto], [n for _, n in s.pareto])
+        pareto = pareto_bars(s.pareto)
+        c["pareto"].set_data([tr("Other kinds") if k is None else name("finding", k) for k, _ in pareto],
+                             [n for _, n in pareto])
         c["liability"].set_data([name("party", p.value) for p in Party], [s.liability.get(p.value, 0) for p in Party])
         c["brands"].set_data([b for b, _ in s.top_brands], [n for _, n in s.top_brands])
         c["streamers"].set_data([b for b, _ in s.top_streamers], [n for _, n in s.top_streamers])

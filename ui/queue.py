@@ -7,15 +7,16 @@ station.users (review_queue, approve, record_override raise PermissionDenied for
 from __future__ import annotations
 
 import json
-import zipfile
+import re
 from pathlib import Path
 from typing import Callable
 
 import cv2
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtGui import QKeySequence, QShortcut
-from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
-                             QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QHeaderView,
+                             QLabel, QPushButton, QScrollArea, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                             QWidget)
 
 from station.domain import DETECTOR_CLASSES, ReturnReason
 from station.users import (Permission, QueueItem, approve, bulk_approve, correct_boxes, current_boxes,
@@ -24,7 +25,7 @@ from ui.box_editor import BoxEditorDialog
 from ui.context import StationContext
 from ui.i18n import name, rule_text, tr
 from ui.images import heat_overlay, thumbnail, to_qimage
-from ui.widgets import ImageTile, OverrideDialog, data_label
+from ui.widgets import HeatLegend, ImageTile, OverrideDialog, data_label
 
 EXPORT_PROGRESS = "Exporting evidence"
 AGES = (("Any age", None, None), ("Older than 1 h", 1.0, None), ("Older than 24 h", 24.0, None),
@@ -109,6 +110,8 @@ class QueuePage(QWidget):
         self.ev_title.setObjectName("sectionTitle")
         self.ev_order = data_label()
         self.ev_tiles_row = QHBoxLayout()
+        self.heat_legend = HeatLegend()
+        self.heat_legend.setVisible(False)
         self.ev_tiles: list[ImageTile] = []
         self.heat_toggle = QCheckBox()
         self.heat_toggle.toggled.connect(lambda _=False: self._render_evidence())
@@ -129,6 +132,7 @@ class QueuePage(QWidget):
         ev_head.addWidget(self.heat_toggle)
         ev.addLayout(ev_head)
         ev.addLayout(self.ev_tiles_row)
+        ev.addWidget(self.heat_legend)
         grid = QGridLayout()
         grid.addWidget(self.ev_measure_title, 0, 0)
         grid.addWidget(self.ev_rules_title, 0, 1)
@@ -146,9 +150,16 @@ class QueuePage(QWidget):
         up.addLayout(filters)
         up.addWidget(self.table)
         up.addLayout(actions)
+        # The evidence scrolls when the pane is short rather than squeezing the tiles (their captions were
+        # drawn over the pictures).
+        self.evidence_scroll = QScrollArea()
+        self.evidence_scroll.setObjectName("evidenceScroll")
+        self.evidence_scroll.setWidgetResizable(True)
+        self.evidence_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.evidence_scroll.setWidget(self.evidence_box)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(upper)
-        split.addWidget(self.evidence_box)
+        split.addWidget(self.evidence_scroll)
         split.setSizes([360, 440])
         lay = QVBoxLayout(self)
         lay.addWidget(split)
@@ -174,6 +185,7 @@ class QueuePage(QWidget):
         self.ev_measure_title.setText(tr("Measurements and findings"))
         self.ev_rules_title.setText(tr("Why flagged"))
         self.ev_history_title.setText(tr("Unit history"))
+        self.heat_legend.retranslate()
         self._render_table()
         self._render_evidence()
         if self.override_dialog is not None:
@@ -362,6 +374,7 @@ class QueuePage(QWidget):
             tile = ImageTile(240, 180)
             self.ev_tiles.append(tile)
             self.ev_tiles_row.addWidget(tile)
+        self.heat_legend.setVisible(bool(images) and self.heat_toggle.isChecked())
         for i, tile in enumerate(self.ev_tiles):
             tile.setVisible(i < len(images))
             if i < len(images):
@@ -435,9 +448,17 @@ class QueuePage(QWidget):
         item = self.current()
         if item is None:
             return
-        dlg = OverrideDialog(item.grade, item.proposed_disposition, self)
+        if self.override_dialog is not None:
+            return
+        user = self.ctx.user
+        if user is None or not user.can(Permission.APPROVE_FLAGGED):
+            self.message.emit(tr("Only a supervisor can change an item flagged for review"))
+            return
+        dlg = OverrideDialog(item.grade, item.proposed_disposition, self,
+                             save=lambda values, done, failed, it=item: self._save_change(it, values, done, failed),
+                             flagged=True)
         self.override_dialog = dlg
-        dlg.finished.connect(lambda code, it=item: self._change_closed(code, it))
+        dlg.finished.connect(lambda code: self._release_dialog("override_dialog", code))
         dlg.open()
 
     def _release_dialog(self, attr: str, code: int):
@@ -449,15 +470,21 @@ class QueuePage(QWidget):
         dlg.deleteLater()
         return dlg if code == dlg.DialogCode.Accepted else None
 
-    def _change_closed(self, code: int, item: QueueItem) -> None:
-        dlg = self._release_dialog("override_dialog", code)
-        if dlg is None:
-            return
-        reason, comment, grade, disposition = dlg.values()
+    def _save_change(self, item: QueueItem, values, done, failed) -> None:
+        """The change dialog's Save: it closes once the override is written; a refusal keeps what was typed."""
+        reason, comment, grade, disposition = values
         ctx, user = self.ctx, self.ctx.user
-        self._write(lambda: record_override(ctx.station.store, user, item.record_id, reason, comment, grade,
-                                            disposition, ctx.config.lane_for(disposition)),
-                    tr("Changed {order}", order=item.order_id))
+
+        def saved(_):
+            done()
+            self.message.emit(tr("Changed {order}", order=item.order_id))
+            self.changed.emit()
+            self.ctx.records_changed.emit()
+            self.refresh()
+
+        self.ctx.jobs.submit(lambda: record_override(ctx.station.store, user, item.record_id, reason, comment, grade,
+                                                     disposition, ctx.config.lane_for(disposition)),
+                             saved, lambda exc: failed(str(exc)))
 
     def open_box_editor(self) -> None:
         """Load the full-size views and the record's boxes on the worker, then open the editor."""
@@ -497,6 +524,8 @@ class QueuePage(QWidget):
                     tr("Boxes corrected for {order}", order=item.order_id))
 
     def export_current(self) -> None:
+        """The signed evidence bundle of the selected item's order (station.evidence.build_bundle, what
+        `station evidence` writes): third parties check it with `station verify-bundle --public-key`."""
         item, ctx = self.current(), self.ctx
         if item is None:
             return
@@ -504,10 +533,10 @@ class QueuePage(QWidget):
         progress = ctx.jobs.reporter(EXPORT_PROGRESS)
 
         def work() -> Path:
-            return export_evidence(ctx.station.store, item.record_id, out_dir, progress)
+            return export_evidence(ctx.station.store, item.order_id, out_dir, progress)
 
-        self.ctx.jobs.submit(work, lambda p: self.message.emit(tr("Evidence written to {path}", path=str(p))),
-                             lambda exc: self.message.emit(str(exc)))
+        self.ctx.jobs.submit(work, lambda p: self.message.emit(tr("Evidence bundle written to {path}", path=str(p))),
+                             lambda exc: self.message.emit(tr("Evidence not exported: {error}", error=exc)))
 
 
 def stored_views(store, record_id: str) -> list[tuple[str, "np.ndarray | None"]]:
@@ -516,32 +545,27 @@ def stored_views(store, record_id: str) -> list[tuple[str, "np.ndarray | None"]]
             for view, sha in store.images_of(record_id)]
 
 
-def export_evidence(store, record_id: str, out_dir: Path,
-                    progress: Callable[[int, int], None] | None = None) -> Path:
-    """A zip with every record of the order and unit (JSON) and the images they point to. ``progress(done,
-    total)`` is called after the records and after each image (total = images + 1)."""
-    row = store.get(record_id)
-    rows = list(store.rows("WHERE order_id = ? OR (unit_code IS NOT NULL AND unit_code = ?)",
-                           (row["order_id"], row["unit_code"])))
-    images = [img for r in rows for img in r["images"]]
-    total = len(images) + 1
+def bundle_path(out_dir: Path, order_id: str, stamp: str) -> Path:
+    """``<out_dir>/<order>-<UTC time>.zip``; characters a file name cannot hold become '_'."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", order_id) or "order"
+    return out_dir / f"{safe}-{stamp}.zip"
+
+
+def export_evidence(store, order_id: str, out_dir: Path, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the order's signed evidence bundle into ``out_dir`` (worker thread). build_bundle is one step
+    (it has no progress of its own): ``progress`` goes 0/1, then 1/1 when done or failed."""
+    import datetime as dt
+
+    from station.evidence import build_bundle
+
     report = progress or (lambda done, total: None)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{row['order_id']}-{record_id[:8]}.zip"
-    tmp = path.with_suffix(".zip.tmp")
-    report(0, total)
+    report(0, 1)
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("records.json", json.dumps(rows, ensure_ascii=False, indent=2, default=str))
-            report(1, total)
-            for i, img in enumerate(images, start=2):
-                zf.write(store.image_path(img["sha256"]), f"images/{img['view']}-{img['sha256'][:12]}.png")
-                report(i, total)
-        tmp.replace(path)
-    except BaseException:
-        report(total, total)  # the bar goes away on failure too
-        tmp.unlink(missing_ok=True)
-        raise
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = bundle_path(out_dir, order_id, dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+        build_bundle(store.db, store.image_dir, store.evidence.key, order_id, path)  # writes .tmp, then renames
+    finally:
+        report(1, 1)  # the bar goes away on failure too
     return path
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from station.domain import ReturnReason, ReturnRequest
+from station.limits import field_problem
 
 PREFIX = "RMA1"
 FIELDS = ("order_id", "sku", "reason", "unit_code", "channel", "streamer", "brand", "carrier")
@@ -59,5 +60,8 @@ def parse_rma(text: str) -> ReturnRequest:
         reason = ReturnReason(values["reason"] or "")
     except ValueError:
         raise RmaError("unknown return reason", str(values["reason"])) from None
+    for key, value in values.items():  # refused here, at the scan, rather than by the platform days later
+        if field_problem(key, value):
+            raise RmaError("beyond the platform's limit", key)
     return ReturnRequest(values["order_id"], values["sku"], reason, values["unit_code"], values["channel"],
                          values["streamer"], values["brand"], values["carrier"])

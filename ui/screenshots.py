@@ -44,8 +44,24 @@ def _seed(ctx, n: int) -> None:
         raise box["error"]
 
 
+def dashboard_ready(dashboard) -> bool:
+    """The dashboard shows its numbers and the drift watch has its report (it loads only while shown, so a
+    grab taken on the numbers alone caught the drift panel at "Loading...")."""
+    return dashboard.stats is not None and dashboard.stats.total_items > 1 and dashboard.drift is not None
+
+
+def _settle(ms: int = 300) -> None:
+    """Let layout requests run their course (a caption that grew a line re-lays its tile, then the row)."""
+    import time
+
+    end = time.monotonic() + ms / 1000
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
 def _grab(win, path: Path) -> None:
-    QApplication.processEvents()
+    _settle()
     if QGuiApplication.platformName() == "xcb":  # a real X window: what the X server shows
         pix = win.screen().grabWindow(win.winId())
     else:
@@ -90,8 +106,7 @@ def take_screenshots(app: QApplication, config: StationConfig, out_dir: Path) ->
             wait_until(lambda: win.queue.heat is not None, 120, "the heat maps")
             _grab(win, out_dir / f"queue_{lang}.png")
             win.tabs.setCurrentWidget(win.dashboard)
-            wait_until(lambda: win.dashboard.stats is not None and win.dashboard.stats.total_items > 1, 120,
-                       "the dashboard")
+            wait_until(lambda: dashboard_ready(win.dashboard), 120, "the dashboard and its drift watch")
             _grab(win, out_dir / f"dashboard_{lang}.png")
         win.close()
         app.processEvents()
