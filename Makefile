@@ -37,15 +37,15 @@ bench: install
 	$(BIN)/station bench conveyor --minutes 10 --faults --json
 	$(BIN)/station bench sync --records 10000 --json
 	$(BIN)/station bench crash --trials 100 --json
-	@if $(BIN)/python -c "import ultralytics" 2>/dev/null; then \
-		$(BIN)/station bench detector --images 200; \
-	else echo "bench detector skipped: needs the training extra (make train-deps)"; fi
+	$(BIN)/station bench fleet --stations 20 --records 500
+	$(BIN)/station bench detector --images 200  # ultralytics columns only where the training extra is installed
 
 # ultralytics pulls in opencv-python-headless, whose cv2 would shadow the contrib build (mcc, TEBLID): put
 # the contrib files back on top.
 # Real photos (docs/identity.md, docs/real-data in README): git mirrors of the public sets, which CI cannot fetch.
 GROZI_MIRROR ?= /work/.mirror/dthiagarajan+grozi_tf/repo
 CHARTS_MIRROR ?= /work/.mirror/jarrelscy+ColorCheckerDetector/repo
+KARNEHEN_MIRROR ?= /work/.mirror/karnehen+ColorChecker/repo
 KOLEKTOR_MIRROR ?= /work/.mirror/stoy95536+KolektorSDD_Yolov8_Datasets/repo
 CANS_MIRROR ?= /work/.mirror/RogelioGarciaAlvarez+ML_Can_Defects/repo
 LABELS_MIRROR ?= /work/.mirror/turnerdaniel+Label-Recognition/repo
@@ -53,8 +53,9 @@ ETH80_MIRROR ?= /work/.mirror/chenchkx+ETH-80/repo
 SHELVES_MIRROR ?= /work/.mirror/lucamarini22+Product-Recognition-on-Store-Shelves/repo
 bench-real: install
 	$(BIN)/python -m vision.real_identity --mirror $(GROZI_MIRROR) --station
-	$(BIN)/python -m calibration.real_charts --mirror $(CHARTS_MIRROR)
+	$(BIN)/python -m calibration.real_charts --mirror $(CHARTS_MIRROR) --karnehen $(KARNEHEN_MIRROR)
 	$(BIN)/python -m vision.real_anomaly --kolektor $(KOLEKTOR_MIRROR) --cans $(CANS_MIRROR) --goods 10
+	$(BIN)/python -m vision.real_registration --kolektor $(KOLEKTOR_MIRROR) --labels build/real/label_recognition --pairs 60
 
 train-deps: install
 	$(BIN)/python -m pip install -e '.[train]'

@@ -18,6 +18,7 @@ from station.config import (
     StationConfig,
     SyntheticCameraConfig,
 )
+from station.outbound import make_outbound
 from station.pipeline import InspectionPipeline, LaneRouter
 from station.records import StationStore, StoreError
 from station.rules import RuleSet, RulesEngine
@@ -79,7 +80,18 @@ def make_detector(cfg: StationConfig) -> OnnxYoloDetector:
             registered = registry_detector(cfg)  # the registry's active version (and shadow), if any
             if registered is not None:
                 return registered
-        return OnnxYoloDetector(det.model, det.confidence, det.iou, det.threads, det.input_size).load()
+        from models.openvino_yolo import make_engine_detector
+        from vision.embedding import use_backbone_engine
+
+        # type "onnx" | "openvino" | "auto" (OpenVINO where installed): one log line says which runs. The
+        # backbone (identity, unseen damage) follows the detector's runtime; compiled blobs live in the data dir.
+        precision = getattr(det, "precision", "f32")
+        cache = cfg.station.data_dir / "cache" / "openvino"
+        int8 = getattr(det, "int8", False)
+        detector = make_engine_detector(det.type, det.model, det.confidence, det.iou, det.threads, det.input_size,
+                                        precision=precision, cache_dir=cache, int8=int8)
+        use_backbone_engine(detector.engine, precision, cache, threads=det.threads, int8=int8)
+        return detector
     raise AssertionError(f"unhandled detector type {det!r}")
 
 
@@ -88,9 +100,26 @@ def make_comparer(cfg: StationConfig, catalogue: Catalogue):
     if c.type == "basic":
         return BasicComparer(catalogue, c.identity_threshold, c.bench_grey)
     mm_per_px, intrinsics = calibrated_scale(cfg)
+    from calibration.background import load_background
+
+    background, why = load_background(cfg.station.data_dir, cfg.calibration.camera_id)
+    if why:
+        logging.getLogger(__name__).warning("background plate unusable, border segmentation: %s", why)
     return CatalogueComparer(catalogue, c.identity_threshold, c.bench_grey, difference=c.reference_difference,
                              mm_per_px=mm_per_px, intrinsics=intrinsics, retrieval=c.identity_retrieval,
-                             unseen=make_unseen_damage(cfg, catalogue))
+                             unseen=make_unseen_damage(cfg, catalogue), background=background)
+
+
+def make_scale(cfg: StationConfig):
+    """The bench scale of ``[scale]``, or None (items are not weighed). Opens nothing: the port is opened on the
+    first weighing, so a scale that is off at boot only makes the first items "scale unavailable"."""
+    if cfg.scale is None:
+        return None
+    from hardware.scale import MtSicsScale
+
+    s = cfg.scale
+    return MtSicsScale(s.url, baudrate=s.baudrate, command_timeout_s=s.command_timeout_s,
+                       stable_timeout_s=s.stable_timeout_s, min_load_g=s.min_load_g)
 
 
 def make_unseen_damage(cfg: StationConfig, catalogue: Catalogue):
@@ -163,6 +192,10 @@ class Station:
         getattr(self.pipeline.detector, "close", lambda: None)()  # a shadow model's worker (models/shadow.py)
         self.camera.close()
         self.conveyor.close()
+        if self.pipeline.scale is not None:
+            self.pipeline.scale.close()
+        if self.pipeline.outbound is not None:
+            self.pipeline.outbound.close()  # after a last round: a one-shot inspect prints its label
         self.store.close()
 
 
@@ -184,6 +217,9 @@ def boot(cfg: StationConfig, store_path: Path | None = None) -> Station:
         store=store,
         router=LaneRouter(dict(cfg.lanes), conveyor),
         station_id=cfg.station.id,
+        scale=make_scale(cfg),
+        review_when_unweighed=cfg.scale is not None and cfg.scale.review_when_unavailable,
+        outbound=make_outbound(cfg, cfg.station.data_dir).start(),
     )
     station = Station(cfg, catalogue, store, pipeline, make_camera(cfg), conveyor)
     station.calibration_warnings = calibration_warnings(cfg, station.camera)

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from station.domain import Disposition
+from station.licence_plate import LabelsConfig, PdfLabelsConfig
+from station.marketplace import MarketplaceConfig
+from station.webhooks import WebhooksConfig
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = PACKAGE_ROOT / "models" / "weights" / "defects.onnx"
@@ -128,7 +131,30 @@ class OnnxDetectorConfig(_Model):
                                    "default: the model card's. Larger finds small defects on wide frames, slower")
 
 
-DetectorConfig = Annotated[Union[OnnxDetectorConfig], Field(discriminator="type")]
+class OpenVinoDetectorConfig(OnnxDetectorConfig):
+    """The same model and decode on OpenVINO (optional extra: pip install openvino); boot fails with a clear
+    message when it is not installed. Compiled blobs are cached under the data dir."""
+
+    type: Literal["openvino"] = "openvino"  # type: ignore[assignment]
+    # f32 by default: boxes and scores as ONNX Runtime's to float rounding. "default" (the CPU's native precision,
+    # bf16 with AMX/AVX512-BF16) is about 2-3x faster there but moves scores (one demo item 0.70 -> 0.44).
+    precision: Literal["f32", "default", "bf16", "f16"] = Field(
+        "f32", description="f32: as ONNX Runtime to float rounding; default: the CPU's native precision "
+                           "(bf16 with AMX/AVX512-BF16: faster, scores move by up to ~0.25)")
+    int8: bool = Field(False, description="run the int8 variants shipped beside the models (<model>.int8.xml, "
+                                          "gated on accuracy: see their cards); float where there is none")
+
+
+class AutoDetectorConfig(OpenVinoDetectorConfig):
+    """OpenVINO where it is installed, ONNX Runtime otherwise; boot logs which one runs."""
+
+    type: Literal["auto"] = "auto"  # type: ignore[assignment]
+
+
+# The OpenVINO and auto configs subclass the ONNX one: whatever reads detector.model (path resolution,
+# `station config check`) treats them alike.
+DetectorConfig = Annotated[Union[OnnxDetectorConfig, OpenVinoDetectorConfig, AutoDetectorConfig],
+                           Field(discriminator="type")]
 
 # ----------------------------------------------------------------------------------------- the rest
 
@@ -160,6 +186,26 @@ class ComparerConfig(_Model):
                                 "appearance (catalogue views and accepted returns; pretrained patch features)")
     identity_retrieval: bool = Field(True, description="identity also from the pretrained backbone's retrieval and "
                                                        "SIFT verification (models/weights/backbone.onnx)")
+
+
+class MtSicsScaleConfig(_Model):
+    """A bench scale speaking MT-SICS (levels 0/1, the common Mettler Toledo command set) over a port opened by
+    URL like the conveyor's: /dev/ttyUSB0, a pty path (`station sim-scale`), socket://host:port. Each item is
+    weighed once; a scale that is absent or does not settle within ``stable_timeout_s`` leaves the item
+    ungraded on weight, never waiting longer. Tolerances per category are in the rules
+    (``settings.weight_tolerance``)."""
+
+    type: Literal["mtsics"]
+    url: str = Field(min_length=1, description="serial port of the scale, e.g. /dev/serial/by-id/...")
+    baudrate: int = Field(9600, ge=300, le=4_000_000, description="the scale's interface setting (8N1)")
+    command_timeout_s: float = Field(0.5, gt=0, le=10, description="answer timeout of one command")
+    stable_timeout_s: float = Field(1.5, gt=0, le=30, description="longest wait for a stable weight per item")
+    min_load_g: float = Field(2.0, ge=0, le=1000, description="below this the pan is taken as empty (not weighed)")
+    review_when_unavailable: bool = Field(False, description="send an item to manual review when it could not be "
+                                                             "weighed (default: decided without the weight)")
+
+
+ScaleConfig = Annotated[Union[MtSicsScaleConfig], Field(discriminator="type")]
 
 
 class CalibrationConfig(_Model):
@@ -255,7 +301,7 @@ class StationSection(_Model):
         return views
 
 
-_DEFAULT_TYPES = {"camera": "synthetic", "conveyor": "simulated", "detector": "onnx"}
+_DEFAULT_TYPES = {"camera": "synthetic", "conveyor": "simulated", "detector": "onnx", "labels": "pdf"}
 
 
 class StationConfig(_Model):
@@ -271,6 +317,10 @@ class StationConfig(_Model):
     records: RecordsConfig = RecordsConfig()
     sync: SyncConfig = SyncConfig()
     models: ModelsConfig = ModelsConfig()
+    scale: ScaleConfig | None = None  # no [scale] section: items are not weighed
+    labels: LabelsConfig = PdfLabelsConfig()  # a licence-plate label per inspected unit (station/licence_plate.py)
+    marketplace: MarketplaceConfig = MarketplaceConfig()  # eBay / Amazon / Back Market condition codes
+    webhooks: WebhooksConfig = WebhooksConfig()  # disposition events to a receiver, off while url is unset
     lanes: dict[Disposition, Annotated[int, Field(ge=0, le=63)]] = Field(default_factory=_default_lanes)
 
     @field_validator("lanes")
@@ -332,7 +382,7 @@ def validation_problems(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         # Drop pydantic's union tag segment (e.g. "synthetic") so the path is what the user wrote.
         loc = tuple(p for p in err["loc"] if p not in ("synthetic", "folder", "opencv", "simulated", "bench", "serial",
-                                                       "modbus", "onnx"))
+                                                       "modbus", "onnx", "openvino", "auto", "mtsics"))
         msg = err["msg"]
         if err["type"] == "value_error" and err.get("ctx", {}).get("error") is not None:
             msg = str(err["ctx"]["error"])  # our own validators' messages, without pydantic's "Value error, "
@@ -384,6 +434,10 @@ def _resolve_paths(cfg: StationConfig, base: Path) -> StationConfig:
         updates["detector"] = cfg.detector.model_copy(update={"model": fix(cfg.detector.model)})
     if isinstance(cfg.camera, FolderCameraConfig):
         updates["camera"] = cfg.camera.model_copy(update={"path": fix(cfg.camera.path)})
+    if isinstance(cfg.labels, PdfLabelsConfig) and cfg.labels.folder is not None:
+        updates["labels"] = cfg.labels.model_copy(update={"folder": fix(cfg.labels.folder)})
+    if cfg.webhooks.secret_file is not None:
+        updates["webhooks"] = cfg.webhooks.model_copy(update={"secret_file": fix(cfg.webhooks.secret_file)})
     return cfg.model_copy(update=updates)
 
 
@@ -422,7 +476,7 @@ def configured_paths(path: Path) -> dict[str, Path]:
         if isinstance(value, str) and value:
             out[f"{section}.{key}"] = Path(value) if Path(value).is_absolute() else base / value
     detector = data.get("detector")
-    if not isinstance(detector, dict) or detector.get("type", "onnx") == "onnx":
+    if not isinstance(detector, dict) or detector.get("type", "onnx") in ("onnx", "openvino", "auto"):
         value = get("detector", "model")
         if isinstance(value, str) and value:
             out["detector.model"] = Path(value) if Path(value).is_absolute() else base / value
