@@ -114,14 +114,20 @@ def test_export_to_a_folder_is_exit_2_and_leaves_no_tmp(data_dir, tmp_path):
 def test_export_failing_at_the_last_step_removes_its_tmp(data_dir, tmp_path, monkeypatch):
     out = tmp_path / "records.jsonl"
 
-    def refuse(self, target):
-        raise PermissionError(13, "Permission denied", str(target))
+    import os
 
-    monkeypatch.setattr(Path, "replace", refuse)
+    real_replace = os.replace
+
+    def refuse(src, dst, *a, **kw):
+        if Path(dst) == out:  # the export's rename, after the data was written and fsynced
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", refuse)
     r = CliRunner().invoke(app, ["export", "--out", str(out), "--data-dir", str(data_dir)])
     assert r.exit_code == 2, r.output
     assert "cannot write" in r.output and "Permission denied" in r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no records.jsonl.tmp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary copy of the records left
 
 
 # --------------------------------------------------------------------------- sync messages
