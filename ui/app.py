@@ -186,6 +186,7 @@ class MainWindow(QMainWindow):
         self.status.addPermanentWidget(self.progress)
         self.status.addPermanentWidget(self.busy)
         self.status.addPermanentWidget(self.hw)
+        self.status.addPermanentWidget(QLabel("·"))  # hardware and sync read as one line otherwise
         self.status.addPermanentWidget(self.sync)
         for page in (self.bench, self.queue, self.calibration, self.settings):
             page.message.connect(lambda text: self.status.showMessage(text, 8000))
