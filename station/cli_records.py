@@ -464,8 +464,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         token_file: Annotated[Optional[Path], typer.Option(
             "--token-file", help="create the tokens in FILE: one ROLE:SUBJECT:TOKEN per line, # comments "
                                  "(chmod 600)")] = None,
+        metrics_token_file: Annotated[Optional[Path], typer.Option(
+            "--metrics-token-file", help="file holding the token Prometheus scrapes GET /metrics with "
+                                         "(chmod 600); admin tokens read /metrics too")] = None,
     ) -> None:
-        """Run the platform server (API under /api/v1/, docs at /docs)."""
+        """Run the platform server (API under /api/v1/, docs at /docs, Prometheus metrics at /metrics)."""
         from rich.markup import escape
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -489,6 +492,17 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 cli.err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
             lines += [(f"{token_file} line {n}", ln.strip()) for n, ln in enumerate(text.splitlines(), 1)
                       if ln.strip() and not ln.strip().startswith("#")]
+        metrics_token = None
+        if metrics_token_file is not None:
+            try:
+                metrics_token, warning = read_token_file(metrics_token_file)
+            except SyncError as exc:
+                cli.fail(str(exc))
+            if warning:
+                cli.err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+            if len(metrics_token) < 16:
+                cli.fail(f"the metrics token in {metrics_token_file} is shorter than 16 characters: "
+                         f"write one from `openssl rand -hex 16`")
         specs = []
         for where, t in lines:
             parts = t.split(":", 2)
@@ -505,7 +519,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         except (SQLAlchemyError, ImportError, ValueError, SchemaError) as exc:
             cli.fail(f"cannot open the platform database {database_url}: {str(exc).splitlines()[0]}")
         cli.err.print(f"platform on http://{host}:{port} (API /api/v1, docs /docs), database {database_url}")
-        serve(create_app(engine=engine), host, port)
+        serve(create_app(engine=engine, metrics_token=metrics_token), host, port)
 
     # ------------------------------------------------------------------------------------ benches
     @bench_app.command("tamper")
