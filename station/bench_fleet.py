@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import ctypes
 import json
-import math
 import os
 import random
 import signal
@@ -91,13 +90,6 @@ def _die_with_parent(sig: int = signal.SIGKILL):
             pass
 
     return hook
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
 # ------------------------------------------------------------------------------------------- network
@@ -474,6 +466,7 @@ def run_fleet(database_url: str, settings: FleetSettings, workdir: Path | None =
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
+    from station.domain import percentile
     from station.server.api import create_token, init_db, make_engine
     from station.server.models import Record
 

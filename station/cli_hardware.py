@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from station.domain import ReturnRequest
+from station.domain import ReturnRequest, percentile
 
 # --------------------------------------------------------------------------------- simulated labels
 
@@ -36,21 +36,21 @@ def _stage_from_fields(fields: dict[str, str]):
 
 
 def simulated_labels(n: int, seed: int) -> list[str]:
-    from station.conveyor_mode import encode_return_code
     from station.demo import simulated_returns
+    from station.labels import format_rma2
 
-    return [encode_return_code(s.request, _staged_fields(s.staged)) for s in simulated_returns(n, seed)]
+    return [format_rma2(s.request, _staged_fields(s.staged)) for s in simulated_returns(n, seed)]
 
 
 def _identify(code: str) -> ReturnRequest:
-    from station.conveyor_mode import parse_return_code
+    from station.labels import parse_rma
 
-    return parse_return_code(code)[0]
+    return parse_rma(code)
 
 
 def _stager(station):
     """For a synthetic camera: stage what the simulated label says is in the parcel."""
-    from station.conveyor_mode import parse_return_code
+    from station.labels import parse_return_code
     from vision.camera import SyntheticCamera
 
     if not isinstance(station.camera, SyntheticCamera):
@@ -63,13 +63,6 @@ def _stager(station):
         station.camera.stage(_stage_from_fields(fields))
 
     return stage
-
-
-def _pct(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * (len(xs) - 1)))]
 
 
 # --------------------------------------------------------------------------------- bench
@@ -168,7 +161,7 @@ def run_conveyor_bench(minutes: float, faults: bool, time_scale: float, data_dir
         "mis_sorts": len(mis_sorts),
         "manual_review": sum(o.lane == manual for o in sim.ledger),
         "faults_injected": dict(sorted(sim.faults_injected.items())),
-        "divert_margin_ms_p5": None if not margins else round(_pct(margins, 0.05), 1),
+        "divert_margin_ms_p5": None if not margins else round(percentile(margins, 0.05), 1),
         "items_spawned": spawned,
         "inspected": s.inspected,
         "not_inspected": s.not_inspected,

@@ -25,52 +25,13 @@ from typing import Callable
 from hardware.conveyor import ConveyorError
 from hardware.protocol import EStop, ItemEntered, ItemExited, Jam
 from hardware.serial_conveyor import LinkState, SerialConveyor
-from station.domain import Decision, Disposition, Frame, ReturnReason, ReturnRequest
+from station.domain import Decision, Disposition, Frame, ReturnRequest, lane_for
+# The tunnel scanner's labels are read by the one label module; the names conveyor callers know stay here.
+from station.labels import ReturnLabelError as ReturnCodeError  # noqa: F401
+from station.labels import format_rma2 as encode_return_code  # noqa: F401
+from station.labels import parse_return_code  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-# ----------------------------------------------------------------------------------------- return codes
-
-_CODE_FIELDS = {"o": "order_id", "s": "sku", "r": "reason", "u": "unit_code", "ch": "channel", "st": "streamer",
-                "b": "brand", "c": "carrier"}
-
-
-class ReturnCodeError(ValueError):
-    pass
-
-
-def encode_return_code(req: ReturnRequest, extra: dict[str, str] | None = None) -> str:
-    """The return label's text: ``RMA1;o=<order>;s=<sku>;r=<reason>;...`` (no buyer data, by design)."""
-    parts = ["RMA1"]
-    for key, attr in _CODE_FIELDS.items():
-        value = getattr(req, attr)
-        if value:
-            parts.append(f"{key}={value}")
-    for key, value in (extra or {}).items():
-        parts.append(f"{key}={value}")
-    return ";".join(parts)
-
-
-def parse_return_code(code: str) -> tuple[ReturnRequest, dict[str, str]]:
-    """ReturnRequest plus unknown fields; ReturnCodeError says what is wrong with the label."""
-    parts = code.strip().split(";")
-    if not parts or parts[0] != "RMA1":
-        raise ReturnCodeError(f"not a return label (expected RMA1;...): {code[:40]!r}")
-    fields: dict[str, str] = {}
-    for part in parts[1:]:
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ReturnCodeError(f"return label field {part!r} has no '='")
-        fields[key] = value
-    known = {attr: fields.pop(key) for key, attr in _CODE_FIELDS.items() if key in fields}
-    if "order_id" not in known or "sku" not in known or "reason" not in known:
-        raise ReturnCodeError("return label lacks o= (order), s= (SKU) or r= (reason)")
-    try:
-        known["reason"] = ReturnReason(known["reason"])
-    except ValueError:
-        raise ReturnCodeError(f"unknown return reason {known['reason']!r}") from None
-    return ReturnRequest(**known), fields
-
 
 # ----------------------------------------------------------------------------------------- tracking
 
@@ -128,7 +89,7 @@ class _Router:
     def lane_for(self, decision: Decision) -> int:
         m = self.mode
         item = m.current
-        lane = m.lanes.get(decision.disposition, m.manual_lane)
+        lane = lane_for(m.lanes, decision.disposition)
         if item is None:
             return lane
         item.decided_lane = lane

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from math import ceil
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -24,12 +26,21 @@ class CatalogueFindingKind(StrEnum):
     REGISTRATION_FAILED = "registration_failed"
 
 
+class TextFindingKind(StrEnum):
+    """What the text read on the item (vision.ocr) shows. ``value``: days from the inspection to the date read
+    (negative: past it) for the two date kinds."""
+
+    SERIAL_MISMATCH = "serial_mismatch"  # the serial read is not the one the order shipped (a swap)
+    EXPIRED = "expired"  # the expiry / best-before date read is past
+    NEAR_EXPIRY = "near_expiry"  # within the category's margin of it (rules: settings.expiry_margin_days)
+
+
 # A detector box scored at or above the decode floor but below its class's calibrated threshold (model card
 # ``thresholds.per_class``): evidence for a supervisor to look at, not a named defect.
 UNCERTAIN_DEFECT = "uncertain_defect"
 
 FINDING_KINDS: frozenset[str] = (frozenset(DETECTOR_CLASSES) | {k.value for k in CatalogueFindingKind}
-                                 | {UNCERTAIN_DEFECT})
+                                 | {k.value for k in TextFindingKind} | {UNCERTAIN_DEFECT})
 
 
 class Category(StrEnum):
@@ -72,6 +83,12 @@ class Disposition(StrEnum):
     MANUAL_REVIEW = "manual_review"
 
 
+def lane_for(lanes: Mapping[Disposition, int], disposition: Disposition) -> int:
+    """The physical lane a disposition goes to. A disposition the lane table does not name goes where a
+    supervisor looks (the manual-review lane, lane 0 when even that is unset), never to stock."""
+    return lanes.get(disposition, lanes.get(Disposition.MANUAL_REVIEW, 0))
+
+
 class Party(StrEnum):
     CONSUMER = "consumer"
     BRAND = "brand"
@@ -99,6 +116,7 @@ class ReturnRequest:
     streamer: str | None = None
     brand: str | None = None
     carrier: str | None = None
+    serial: str | None = None  # the serial / IMEI of the unit the order shipped, when the RMA or platform has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,3 +267,16 @@ class InspectionRecord:
     # What the catalogue comparison measured, whether or not a finding fired: identity_score, delta_e00,
     # best_match_sku. Stored in decision_json["measurements"] (so it is in the evidence log and synced).
     measurements: dict | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 <= q <= 1) of ``values``: the smallest value with at least ``q`` of
+    them at or below it; always one of the values, never interpolated. NaN when there are none. The one
+    percentile every benchmark reports with, so their p50 / p95 mean the same thing."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"percentile q must be within 0..1, got {q}")
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = ceil(round(q * len(ordered), 9))  # round first: 0.07 * 100 is 7.000000000000001, rank 7 not 8
+    return ordered[min(len(ordered) - 1, max(0, rank - 1))]

@@ -15,6 +15,7 @@
 The barcode carries ``LP`` + the 128-bit record id as 40 decimal digits (Code128 subset C): the 32 hex
 characters as they are need up to 387 modules, more than 4 inches at 2 dots a module with its quiet zones;
 the digits need 288. The full hex id is printed under the bars for people.
+The code's grammar (``plate_code``, ``record_id_from_code``) is station/labels.py's, with every other label's.
 """
 
 from __future__ import annotations
@@ -37,19 +38,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from station.dbhandle import SqliteHandle, private_sqlite_files
 from station.domain import InspectionRecord
+# The code grammar (LP + 40 digits) lives with every other label grammar; re-exported for callers here.
+from station.labels import PLATE_PREFIX, LabelError, plate_code, record_id_from_code  # noqa: F401
 
 DPI = 203
 LABEL_WIDTH_DOTS = 812  # 4 inch at 203 dpi
 LABEL_HEIGHT_DOTS = 406  # 2 inch
 MODULE_DOTS = 2  # 0.25 mm bars: what handheld and fixed scanners read reliably
 BAR_HEIGHT_DOTS = 150
-PLATE_PREFIX = "LP"
-_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
-_PLATE_CODE = re.compile(r"^LP(\d{40})$")
-
-
-class LabelError(ValueError):
-    """A label cannot be made or read; the message says what to do."""
 
 
 class PrinterError(RuntimeError):
@@ -87,29 +83,6 @@ class Plate:
     @property
     def date(self) -> str:
         return self.created_at[:10]
-
-
-def plate_code(record_id: str) -> str:
-    """The barcode text for a record id: ``LP`` + 40 digits."""
-    if not _HEX_ID.match(record_id):
-        raise LabelError(f"record id {record_id!r} is not 32 lowercase hex characters (a station record id)")
-    return PLATE_PREFIX + f"{int(record_id, 16):040d}"
-
-
-def record_id_from_code(text: str) -> str:
-    """The record id a scanned licence plate names (also accepts a typed or wedge-scanned 32-hex id)."""
-    text = text.strip()
-    if _HEX_ID.match(text.lower()):
-        return text.lower()
-    m = _PLATE_CODE.match(text)
-    if m is None:
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        raise LabelError(f"{shown!r} is not a licence plate (expected LP followed by 40 digits, or a 32-hex "
-                         "record id)")
-    value = int(m.group(1))
-    if value >= 1 << 128:
-        raise LabelError(f"{text!r} is not a licence plate: the number is larger than a record id")
-    return f"{value:032x}"
 
 
 # ----------------------------------------------------------------------------------------- ZPL

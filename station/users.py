@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from station.dbhandle import SqliteHandle, private_dir, private_sqlite_files
-from station.domain import DETECTOR_CLASSES, UNCERTAIN_DEFECT, Disposition, Grade
+from station.domain import DETECTOR_CLASSES, UNCERTAIN_DEFECT, Disposition, Grade, lane_for
 from station.records import StationStore, StoreError, utc_now
 
 
@@ -382,7 +382,7 @@ def approve(store: StationStore, user: User, record_id: str, lanes: Mapping[Disp
         raise ValueError("the station proposed no disposition for this item: change it instead of approving")
     reason = "supervisor_approval" + (f": {comment.strip()}" if comment.strip() else "")
     return store.override(record_id, user.username, f"[{user.role.value}] {reason}", Grade(row["grade"]),
-                          proposed, lanes.get(proposed, lanes.get(Disposition.MANUAL_REVIEW, 0)))
+                          proposed, lane_for(lanes, proposed))
 
 
 def bulk_approve(store: StationStore, user: User, record_ids: Iterable[str], lanes: Mapping[Disposition, int],

@@ -20,6 +20,7 @@ import numpy as np
 
 from models.evaluate import box_iou
 from models.onnx_yolo import OnnxYoloDetector
+from station.domain import percentile
 from vision.synth import SceneStyle, random_defects, random_look, render_item
 
 
@@ -39,11 +40,6 @@ def bench_images(cache: Path, n: int, seed: int = 123) -> list[tuple[str, np.nda
         cv2.imwrite(str(path), item.image)
         out.append((path.name, item.image))
     return out
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def agreement(ours: list, theirs: list, iou_min: float = 0.99) -> tuple[int, int]:
@@ -166,14 +162,14 @@ def run_benchmark(onnx_path: Path, pt_path: Path | None = None, n_images: int = 
         # Per item: our engine's time over the other's on the same views (> 1: the other is faster), median over
         # items and rounds.
         ratios = [times[BASELINE][k] / times[other][k] for k in range(2 * round_pairs * n)]
-        return round(_pct(ratios, 0.5), 3)
+        return round(percentile(ratios, 0.5), 3)
 
     def agreeing(name: str) -> dict:
         matched, total = agreement(outputs[name], outputs[BASELINE])
         return {"matched": matched, "boxes": total, "share": round(matched / total, 4) if total else 1.0,
                 "engine_boxes": sum(len(cls) for _, cls in outputs[name])}
 
-    base_p50 = _pct(times[BASELINE], 0.5)
+    base_p50 = percentile(times[BASELINE], 0.5)
     others = [k for k in engines if k != BASELINE]
     report = {
         "images": len(images),
@@ -184,10 +180,10 @@ def run_benchmark(onnx_path: Path, pt_path: Path | None = None, n_images: int = 
         "baseline": BASELINE,
         "engines": {name: getattr(det, "engine", "?") + (f" ({det.precision})" if hasattr(det, "precision") else "")
                     for name, det in detectors.items()},
-        "latency_ms_per_item": {k: {"p50": round(_pct(v, 0.5), 2), "p95": round(_pct(v, 0.95), 2),
+        "latency_ms_per_item": {k: {"p50": round(percentile(v, 0.5), 2), "p95": round(percentile(v, 0.95), 2),
                                     "mean": round(statistics.fmean(v), 2)} for k, v in times.items()},
         # How many times faster than our ONNX engine (p50 over p50; > 1: faster, < 1: slower).
-        "faster_than_baseline_p50": {k: round(base_p50 / _pct(times[k], 0.5), 3) for k in others},
+        "faster_than_baseline_p50": {k: round(base_p50 / percentile(times[k], 0.5), 3) for k in others},
         "faster_than_baseline_paired_median": {k: paired(k) for k in others},
         "rounds": 2 * round_pairs,
         # Boxes of the baseline matched by the engine's with the same class at IoU >= 0.99.
