@@ -56,6 +56,7 @@ bench-real: install
 	$(BIN)/python -m calibration.real_charts --mirror $(CHARTS_MIRROR) --karnehen $(KARNEHEN_MIRROR)
 	$(BIN)/python -m vision.real_anomaly --kolektor $(KOLEKTOR_MIRROR) --cans $(CANS_MIRROR) --goods 10
 	$(BIN)/python -m vision.real_registration --kolektor $(KOLEKTOR_MIRROR) --labels build/real/label_recognition --pairs 60
+	$(BIN)/python -m vision.ocr_eval --labels 500 --real build/real/label_recognition
 
 train-deps: install
 	$(BIN)/python -m pip install -e '.[train]'

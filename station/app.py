@@ -26,6 +26,7 @@ from station.sync import BackgroundSync, SyncError, settings_from_config
 from vision.camera import FolderCamera, OpenCVCamera, SyntheticCamera
 from vision.catalogue import Catalogue, build_sample_catalogue
 from vision.compare import BasicComparer, CatalogueComparer
+from vision.ocr import TextReader
 from vision.quality import QualityGate
 
 
@@ -220,6 +221,7 @@ def boot(cfg: StationConfig, store_path: Path | None = None) -> Station:
         scale=make_scale(cfg),
         review_when_unweighed=cfg.scale is not None and cfg.scale.review_when_unavailable,
         outbound=make_outbound(cfg, cfg.station.data_dir).start(),
+        text_reader=TextReader(min_score=cfg.ocr.min_score, threads=cfg.ocr.threads), read_text=cfg.ocr.enabled,
     )
     station = Station(cfg, catalogue, store, pipeline, make_camera(cfg), conveyor)
     station.calibration_warnings = calibration_warnings(cfg, station.camera)

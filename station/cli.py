@@ -186,7 +186,7 @@ def _finding_label(f: Finding) -> str:
 @app.command()
 def demo(
     ctx: typer.Context,
-    items: Annotated[int, typer.Option(help="number of simulated returns", min=1)] = 25,
+    items: Annotated[int, typer.Option(help="number of simulated returns", min=1)] = 27,
     seed: Annotated[int, typer.Option(help="seed for the simulated returns")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object per item instead of a table")] = False,
     config: ConfigOpt = None,
@@ -225,7 +225,8 @@ def demo(
                 station.camera.stage(sim.staged)
                 if demo_scale is not None:
                     demo_scale.put(sim.weight_g)
-                frames = _capture_views(station, cfg.station.views)
+                # the synthetic camera draws no print: each story's label (serial, dates) is printed on its frames
+                frames = sim.printed_on(_capture_views(station, cfg.station.views))
                 res = station.pipeline.inspect(sim.request, frames, operator="demo", item_seq=i + 1)
                 results.append((sim, res))
                 progress.advance(task)
@@ -298,6 +299,8 @@ def inspect(
     presentation: Annotated[Optional[Path], typer.Option(
         "--presentation", help="the streamer's presentation image of the item: its colour is compared with the "
         "catalogue (a presentation_mismatch finding beyond the category's tolerance)")] = None,
+    serial: Annotated[Optional[str], typer.Option(
+        help="serial / IMEI of the unit the order shipped: another serial read on the item is a serial_mismatch")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -310,6 +313,11 @@ def inspect(
         if problem := option_problem({"order_id": order_id, "sku": sku, "unit_code": unit_code,
                                       "streamer": streamer, "carrier": carrier}):
             raise BadInput(problem)
+        import re
+
+        if serial is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 \-]{2,63}", serial):
+            raise BadInput(f"--serial {serial!r}: give the serial or IMEI as printed (3 to 64 letters, digits, "
+                           f"spaces or dashes)")
         # one view per file, named by its stem: the same file (or two files with one stem) twice would
         # silently keep one view
         stems = [p.stem for p in images]
@@ -334,7 +342,7 @@ def inspect(
     try:
         item = station.catalogue.get(sku)
         request = ReturnRequest(order_id or f"INSPECT-{int(time.time() * 1000)}", sku, why, unit_code,
-                                None, streamer, item.brand, carrier)
+                                None, streamer, item.brand, carrier, serial=serial)
         result = station.pipeline.inspect(request, frames, operator="cli", presentation=shown)
     except (UnknownSkuError, StoreError) as exc:  # StoreError: disk full, read-only, a refused value
         fail(str(exc))
@@ -907,6 +915,8 @@ from station.cli_models import register as _reg_models; _reg_models(app, dataset
 from station.cli_fleet import register as _reg_fleet; _reg_fleet(app, bench_app)  # noqa: E402,E702
 from station.cli_scale import register as _reg_scale; _reg_scale(app, bench_app)  # noqa: E402,E702
 from station.cli_labels import register as _reg_labels; _reg_labels(app, bench_app)  # noqa: E402,E702
+from station.cli_metrics import register as _reg_metrics; _reg_metrics(app, bench_app)  # noqa: E402,E702
+from station.cli_text import register as _reg_text; _reg_text(app, bench_app)  # noqa: E402,E702
 # --- end subsystem commands ---------------------------------------------------------------------------
 
 

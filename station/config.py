@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from station.domain import Disposition
+from station.domain import Disposition, lane_for
 from station.licence_plate import LabelsConfig, PdfLabelsConfig
 from station.marketplace import MarketplaceConfig
 from station.webhooks import WebhooksConfig
@@ -208,6 +208,17 @@ class MtSicsScaleConfig(_Model):
 ScaleConfig = Annotated[Union[MtSicsScaleConfig], Field(discriminator="type")]
 
 
+class OcrConfig(_Model):
+    """Text on the item (vision/ocr.py): serials and printed dates, read offline with the models the rapidocr
+    wheel ships, and only for SKUs whose catalogue row has serial_pattern or shelf_life_days. Off: such items go
+    to manual review (their serial or date is not checked)."""
+
+    type: Literal["rapidocr"] = "rapidocr"
+    enabled: bool = True
+    min_score: float = Field(0.5, ge=0, le=1, description="lines the recogniser scores below this are dropped")
+    threads: int = Field(2, ge=1, le=64, description="ONNX Runtime threads of the OCR engine")
+
+
 class CalibrationConfig(_Model):
     """Stored calibration profiles (<data_dir>/calibration/<kind>_<camera_id>.json) and the start-up check."""
 
@@ -321,6 +332,7 @@ class StationConfig(_Model):
     labels: LabelsConfig = PdfLabelsConfig()  # a licence-plate label per inspected unit (station/licence_plate.py)
     marketplace: MarketplaceConfig = MarketplaceConfig()  # eBay / Amazon / Back Market condition codes
     webhooks: WebhooksConfig = WebhooksConfig()  # disposition events to a receiver, off while url is unset
+    ocr: OcrConfig = OcrConfig()  # serials and dates on SKUs that carry them (vision/ocr.py)
     lanes: dict[Disposition, Annotated[int, Field(ge=0, le=63)]] = Field(default_factory=_default_lanes)
 
     @field_validator("lanes")
@@ -355,7 +367,7 @@ class StationConfig(_Model):
         return self.records.database or self.station.data_dir / "station.db"
 
     def lane_for(self, disposition: Disposition) -> int:
-        return self.lanes.get(disposition, self.lanes.get(Disposition.MANUAL_REVIEW, 0))
+        return lane_for(self.lanes, disposition)
 
 
 class ConfigError(ValueError):

@@ -7,12 +7,14 @@ demo to it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from hardware.scale import ScaleState, WeightMeasurement
-from station.domain import Decision, Disposition, Grade, Party, ReturnReason, ReturnRequest
+from station.domain import Decision, Disposition, Frame, Grade, Party, ReturnReason, ReturnRequest
 from vision.camera import StagedItem
 from vision.catalogue import SAMPLE_SKUS, sample_sku
 
@@ -74,6 +76,9 @@ class Story:
     reuse_unit: bool = False  # the unit code of the previous return of this SKU
     # What the parcel weighs against the catalogue weight of what is in it (a part taken out: negative).
     weight_offset_g: float = 0.0
+    # Text printed on the item per view (a serial sticker, a date stamp), and the serial the order shipped.
+    printed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    serial: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +88,32 @@ class SimulatedReturn:
     story: str  # the story's title
     expect: Expect | None = field(default=None, compare=False)
     weight_g: float | None = None  # what a bench scale reads for this parcel (None: the SKU has no weight_g)
+    printed: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def mismatch(self, decision: Decision) -> str | None:
         return None if self.expect is None else self.expect.mismatch(decision)
+
+    def printed_on(self, frames: list[Frame]) -> list[Frame]:
+        """The camera's frames with this parcel's printed text on the item (the synthetic camera renders shapes
+        and print, not words): a label sticker at the centre of the product in each view that has text."""
+        return [dataclasses.replace(f, image=print_label(f.image, self.printed[f.view])) if f.view in self.printed
+                else f for f in frames]
+
+
+def print_label(image: np.ndarray, lines: tuple[str, ...], bench_grey: int = 200) -> np.ndarray:
+    """A white sticker with ``lines`` printed in black, centred on the product (what differs from the bench)."""
+    out = image.copy()
+    product = (np.abs(image.astype(np.int16) - bench_grey).max(axis=2) > 30).astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(product) if product.any() else (0, 0, image.shape[1], image.shape[0])
+    face, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2
+    sizes = [cv2.getTextSize(ln, face, scale, thick)[0] for ln in lines]
+    line_h = max(s[1] for s in sizes) + 12
+    sw, sh = max(s[0] for s in sizes) + 20, line_h * len(lines) + 10
+    x0, y0 = x + (w - sw) // 2, y + (h - sh) // 2
+    cv2.rectangle(out, (x0, y0), (x0 + sw, y0 + sh), (246, 246, 244), -1)
+    for i, ln in enumerate(lines):
+        cv2.putText(out, ln, (x0 + 10, y0 + 5 + line_h * (i + 1) - 6), face, scale, (20, 20, 20), thick, cv2.LINE_AA)
+    return out
 
 
 STORIES: tuple[Story, ...] = (
@@ -143,6 +171,14 @@ STORIES: tuple[Story, ...] = (
     Story("light earbuds box, a 30 g part missing", "GAD-EARBUD-X2", R.MISSING_PARTS, {},
           Expect(G.C, D.RETURN_TO_VENDOR, ("G-MISSING-PART", "L-MFG-MISSING-SEALED"), P.BRAND), 1167425779,
           weight_offset_g=-30.0),
+    # Text on the item (vision/ocr.py). Told with --items 27 or more, and decided as told where the demo prints
+    # each parcel's text on its frames (SimulatedReturn.printed_on).
+    Story("earbuds back with another unit's serial", "GAD-EARBUD-X2", R.NO_REASON_7DAY, {},
+          Expect(G.D, D.MANUAL_REVIEW, ("G-SERIAL-MISMATCH", "L-SERIAL-SWAP"), P.CONSUMER), 1167425779,
+          printed={"front": ("S/N: SB9T3R6W2H",)}, serial="SB4K7M2P9X"),
+    Story("formula tin past its date", "FORM-TIN-800", R.QUALITY_ISSUE, {},
+          Expect(G.D, D.SCRAP, ("CAT-EXPIRED", "L-EXPIRED-SHIPPED"), P.BRAND), 1,
+          printed={"front": ("LOT 6021B", "EXP 14/02/2026")}),
 )
 
 
@@ -186,12 +222,12 @@ def simulated_returns(n: int, seed: int = 0, run: str = "") -> list[SimulatedRet
         request = ReturnRequest(
             order_id=f"ORD-{tag}{seed:02d}-{i:05d}", sku=sku, reason=story.reason, unit_code=unit,
             channel="live" if streamer else "shop", streamer=streamer, brand=brands[sku],
-            carrier=CARRIERS[int(rng.integers(0, len(CARRIERS)))],
+            carrier=CARRIERS[int(rng.integers(0, len(CARRIERS)))], serial=story.serial,
         )
         render = int(rng.integers(0, 2**31))
         pinned = seed == 0 and i < len(STORIES)
         staged = StagedItem(story.staged_sku or sku, story.defects, seed=story.render_seed if pinned else render)
         unit_weight = sample_sku(staged.looks_like_sku).weight_g
         weight = None if unit_weight is None else unit_weight + story.weight_offset_g
-        out.append(SimulatedReturn(request, staged, story.title, story.expect, weight))
+        out.append(SimulatedReturn(request, staged, story.title, story.expect, weight, story.printed))
     return out

@@ -5,28 +5,30 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from hardware.scale import ScaleState, WeightMeasurement
 from models.onnx_yolo import Detector
 from station.domain import (UNCERTAIN_DEFECT, Decision, Detections, Disposition, Finding, FindingSource, Frame, Grade,
-                            InspectionRecord, ReturnRequest)
+                            InspectionRecord, ReturnRequest, lane_for)
 from station.records import StationStore, comparison_measurements, record_from_parts
 from station.rules import RulesEngine
-from station.rules.engine import WeightVerdict
+from station.rules.engine import TextCheck, TextNote, WeightVerdict
 from vision.catalogue import Catalogue
 from vision.compare import Comparer, Comparison
+from vision.ocr import OcrUnavailable, TextReader
 from vision.quality import QualityGate, QualityVerdict
 
 log = logging.getLogger(__name__)
 
-STAGES = ("quality", "detect", "compare", "weigh", "history", "rules", "record", "route")
+STAGES = ("quality", "detect", "compare", "text", "weigh", "history", "rules", "record", "route")
 
 
 class Router(Protocol):
@@ -93,7 +95,7 @@ class LaneRouter:
         self.conveyor = conveyor
 
     def lane_for(self, decision: Decision) -> int:
-        return self.lanes.get(decision.disposition, self.lanes.get(Disposition.MANUAL_REVIEW, 0))
+        return lane_for(self.lanes, decision.disposition)
 
     def send(self, item_seq: int, lane: int) -> None:
         self.conveyor.divert(item_seq, lane)
@@ -109,6 +111,7 @@ class InspectionResult:
     dropped: tuple[tuple[Finding, str], ...]  # what the rules set aside, and why
     unit_seen_before: bool
     weight: dict | None = None  # the bench scale's measurement and verdict; None when no scale is configured
+    text: dict | None = None  # what OCR read and what it means; None for SKUs that carry no text to read
 
     def to_json(self) -> dict:
         d = self.record.decision
@@ -133,6 +136,7 @@ class InspectionResult:
             "presentation": self.comparison.details.get("presentation"),
             "anomaly": self.comparison.details.get("anomaly"),
             "weight": self.weight,
+            "text": self.text,
             "marketplace": (self.record.measurements or {}).get("marketplace"),
             "model_version": self.record.model_version,
             "timings_ms": self.record.timings_ms,
@@ -177,7 +181,9 @@ def explained_damage_removed(catalogue: Sequence[Finding], detected: Sequence[Fi
 class InspectionPipeline:
     def __init__(self, catalogue: Catalogue, quality_gate: QualityGate, detector: Detector, comparer: Comparer,
                  rules: RulesEngine, store: StationStore, router: Router, station_id: str,
-                 scale: Scale | None = None, review_when_unweighed: bool = False, outbound=None) -> None:
+                 scale: Scale | None = None, review_when_unweighed: bool = False, outbound=None,
+                 text_reader: TextReader | None = None, read_text: bool = True,
+                 today: Callable[[], datetime.date] = datetime.date.today) -> None:
         """``scale``: the bench scale (hardware.scale.MtSicsScale) when one is configured; each item is weighed
         once. ``review_when_unweighed``: an item the scale could not weigh goes to manual review (default: it is
         decided without its weight, and the reasons say so)."""
@@ -192,7 +198,34 @@ class InspectionPipeline:
         self.scale = scale
         self.review_when_unweighed = review_when_unweighed
         self.outbound = outbound  # station.outbound.Outbound: licence-plate label, webhook, marketplace codes
+        # OCR of serials and dates, only for orders that name the serial shipped and SKUs whose catalogue row has
+        # shelf_life_days (other items pay nothing). The reader loads its models on the first such item. ``read_text=False``: never read
+        # (such items then go to a supervisor: the station cannot vouch for their serial or date).
+        self.read_text = read_text
+        self.text_reader = text_reader if text_reader is not None else TextReader()
+        self.today = today
         self._seq = 0
+
+    def check_text(self, item, request: ReturnRequest, frames: Sequence[Frame]) -> TextCheck | None:
+        """OCR of the item's views and what it means (rules.check_text); None for a SKU without text to read."""
+        pattern = self.catalogue.serial_pattern(item.sku)
+        shelf = self.catalogue.shelf_life_days(item.sku)
+        # A serial is checked against the one the order shipped: without it there is nothing to compare, and OCR
+        # (about 250 ms a view on 2 cores) is paid only where it can decide something.
+        if shelf is None and not request.serial:
+            return None
+        if not self.read_text:
+            return TextCheck((), (TextNote("T-OCR-UNAVAILABLE", "text reading is off ([ocr] enabled = false): serial "
+                                                                "and date not checked, a supervisor checks them",
+                                           review=True),), {"state": "off"})
+        try:
+            reading = self.text_reader.read_frames(frames, serial_pattern=pattern, today=self.today())
+        except OcrUnavailable as exc:  # the decision is still made, by a person for what OCR would have checked
+            log.warning("OCR unavailable: %s", exc)
+            return TextCheck((), (TextNote("T-OCR-UNAVAILABLE", f"text could not be read ({exc}): serial and date "
+                                                                f"not checked, a supervisor checks them",
+                                           review=True),), {"state": "unavailable", "detail": str(exc)})
+        return self.rules.check_text(item, reading, request.serial, pattern, shelf, self.today())
 
     def weigh(self, item, measurement: WeightMeasurement, comparison: Comparison) -> Weighing:
         """The scale's measurement against the catalogue's unit weight (rules: ``settings.weight_tolerance``)."""
@@ -265,6 +298,15 @@ class InspectionPipeline:
                                            colour_tolerance=self.rules.colour_tolerance(item.category))
         findings += explained_damage_removed(comparison.findings, findings)
         lap("compare")
+        text = self.check_text(item, request, frames)
+        if text is not None:
+            # Printed text varies unit by unit (serial, date stamp): where OCR read a line, a difference from the
+            # SKU's good appearance is the print, not damage.
+            findings = [f for f in findings
+                        if not (f.kind == "damage" and f.box_xyxy is not None
+                                and any(v == f.view and _overlap(f.box_xyxy, box) for v, box in text.text_boxes))]
+            findings += text.findings
+            lap("text")  # only items that were read (as "weigh" only where a scale is)
         weighing = None
         if pending is not None:
             weighing = self.weigh(item, pending.result(), comparison)
@@ -294,6 +336,14 @@ class InspectionPipeline:
                 rules_fired=(*decision.rules_fired, *(n.rule_id for n in notes)),
                 reasons=(*decision.reasons, *(f"{n.rule_id}: {n.reason}" for n in notes)),
             )
+        if text is not None and text.notes:
+            review = decision.review or any(n.review for n in text.notes)
+            decision = dataclasses.replace(
+                decision, review=review,
+                disposition=Disposition.MANUAL_REVIEW if review else decision.disposition,
+                rules_fired=(*decision.rules_fired, *(n.rule_id for n in text.notes)),
+                reasons=(*decision.reasons, *(f"{n.rule_id}: {n.reason}" for n in text.notes)),
+            )
         lap("rules")
         # Images first, then the row that points to them, then the divert: a crash at any point never
         # leaves a record without its images or an item sorted without a record.
@@ -310,6 +360,8 @@ class InspectionPipeline:
             measurements["anomaly"] = comparison.details["anomaly"]
         if weighing is not None:  # state (measured / unavailable), grams, catalogue weight, tolerance, verdict
             measurements["weight"] = weighing.record
+        if text is not None:  # lines read (text, score, box, view), serials, dates, expected serial, verdicts
+            measurements["text"] = text.record
         if self.outbound is not None:  # condition codes as the marketplaces name this grade (domain.md's table)
             measurements["marketplace"] = self.outbound.marketplace_codes(decision.grade, decision.disposition,
                                                                           item.category)
@@ -326,4 +378,4 @@ class InspectionPipeline:
         self.router.send(seq, lane)
         lap("route")
         return InspectionResult(record, detections, quality, comparison, tuple(norm.kept), tuple(norm.dropped), seen,
-                                None if weighing is None else weighing.record)
+                                None if weighing is None else weighing.record, None if text is None else text.record)

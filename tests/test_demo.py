@@ -79,6 +79,8 @@ TITLES = {
     "speaker returned unused": ("A", "restock", {"G-CLEAN", "L-NO-FAULT-RETURN"}),
     "lotion cap seal broken": ("C", "refurbish", {"CAT-COSMETICS-OPENED"}),
     "light earbuds box, a 30 g part missing": ("C", "return_to_vendor", {"G-MISSING-PART", "L-MFG-MISSING-SEALED"}),
+    "earbuds back with another unit's serial": ("D", "manual_review", {"G-SERIAL-MISMATCH", "L-SERIAL-SWAP"}),
+    "formula tin past its date": ("D", "scrap", {"CAT-EXPIRED", "L-EXPIRED-SHIPPED"}),
 }
 # Rules a title rules out: the three contradictions, and a safety item never restocked.
 NEVER = {

@@ -38,10 +38,12 @@ def test_a_clean_genuine_item_keeps_its_measurements_without_any_finding(station
     anomaly = stored.pop("anomaly")  # each view against the SKU's good appearance, with its calibration
     assert {a["view"] for a in anomaly} == set(station.config.station.views)
     assert all(a["calibration"]["source"] == "none" and a["regions"] == [] for a in anomaly)
+    codes = stored.pop("marketplace")  # how the marketplaces name this grade: an opened grade A is not "New"
+    assert codes["ebay_condition_id"] == 1500 and codes["amazon_condition"] == "Used - Like New"
     assert stored == {"identity_score": round(res.comparison.identity_score, 4),
                       "delta_e00": round(res.comparison.delta_e00, 3), "best_match_sku": "APP-TEE-M"}
     assert stored["identity_score"] >= 0.9 and stored["delta_e00"] < 2.0
-    assert res.record.measurements == {**stored, "anomaly": anomaly}
+    assert res.record.measurements == {**stored, "anomaly": anomaly, "marketplace": codes}
     assert station.store.verify().ok  # decision_json, measurements included, is what the log sealed
 
 

@@ -86,6 +86,12 @@ CATEGORY_CASES = [
     ("liquid-leak", "lotion", "quality_issue", [f("leak")], False, "D", "scrap", "CAT-LIQUID-LEAK"),
     ("non-liquid-leak", "gadget", "quality_issue", [f("leak")], False, "C", "return_to_vendor", "G-REPAIR"),
     ("cosmetic-opened", "lotion", "no_reason_7day", [f("seal_broken")], False, "C", "refurbish", "CAT-COSMETICS-OPENED"),
+    # Text read on the item: another unit's serial is a swap; past its printed date never restocked nor donated;
+    # near it (the category's margin) not restocked, back to the vendor.
+    ("serial-mismatch", "gadget", "no_reason_7day", [f("serial_mismatch")], False, "D", "recycle", "G-SERIAL-MISMATCH"),
+    ("expired-scrapped", "bottle", "no_reason_7day", [f("expired", value=-3)], False, "D", "scrap", "CAT-EXPIRED"),
+    ("near-expiry-to-vendor", "bottle", "no_reason_7day", [f("near_expiry", value=12)], False, "A",
+     "return_to_vendor", "CAT-NEAR-EXPIRY"),
 ]
 
 
@@ -100,6 +106,11 @@ def test_grade_and_disposition(engine, case):
 
 LIABILITY_CASES = [
     ("swap", "gadget", "quality_issue", [f("wrong_item", value=0.2)], {"consumer": 1.0}, "L-SWAP"),
+    ("serial-swap", "gadget", "no_reason_7day", [f("serial_mismatch")], {"consumer": 1.0}, "L-SERIAL-SWAP"),
+    ("expired-shipped", "bottle", "quality_issue", [f("expired", value=-40)], {"brand": 1.0}, "L-EXPIRED-SHIPPED"),
+    # near its date but clean: a fact about the stock, not the item; the buyer's own return
+    ("near-expiry-no-fault", "bottle", "no_reason_7day", [f("near_expiry", value=12)], {"consumer": 1.0},
+     "L-NO-FAULT-RETURN"),
     ("use-stain", "tee", "not_as_described", [f("stain")], {"consumer": 1.0}, "L-USE"),
     ("use-wear", "toy", "quality_issue", [f("wear")], {"consumer": 1.0}, "L-USE"),
     ("transit-aligned", "gadget", "damaged_in_transit",

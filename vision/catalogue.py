@@ -2,7 +2,7 @@
 
 A catalogue is a folder with ``catalogue.csv`` (one row per reference image; columns ``sku, category,
 brand, image`` and optional ``name, lab_l, lab_a, lab_b, width_mm, height_mm, depth_mm, weight_g, hygiene,
-safety, liquid``) and the images it names by relative path. The built-in sample catalogue is rendered
+safety, liquid, serial_pattern, shelf_life_days``) and the images it names by relative path. The built-in sample catalogue is rendered
 by code (``build_sample_catalogue``), never shipped as binary files.
 """
 
@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+import re
 import shutil
 import stat
 import struct
@@ -36,6 +37,10 @@ MAX_IMAGE_BYTES = 128 * 1024 * 1024
 # A unit's weight as packed (grams), checked on the bench scale. Above half a tonne it is a typo (kg for g),
 # not a parcel a bench weighs.
 MAX_UNIT_WEIGHT_G = 500_000.0
+# A serial_pattern is a Python regex matched whole against what is read after S/N, SN, Serial or IMEI, or any
+# token on the item; capped so a catalogue cannot make every read slow.
+MAX_SERIAL_PATTERN_CHARS = 200
+MAX_SHELF_LIFE_DAYS = 20 * 366  # longer than any dated product's shelf life: a typo (hours, or a date)
 
 
 class CatalogueError(ValueError):
@@ -59,9 +64,23 @@ class Catalogue:
     items: dict[str, CatalogueItem]
     # SKU -> unit weight in grams (column weight_g), for the SKUs that have one.
     unit_weights_g: dict[str, float] = field(default_factory=dict)
+    # SKU -> regex of its serial numbers (column serial_pattern) and shelf life in days (shelf_life_days): the
+    # SKUs that carry printed text the station reads (vision.ocr); other SKUs are never read.
+    serial_patterns: dict[str, str] = field(default_factory=dict)
+    shelf_lives_days: dict[str, int] = field(default_factory=dict)
 
     def unit_weight_g(self, sku: str) -> float | None:
         return self.unit_weights_g.get(sku)
+
+    def serial_pattern(self, sku: str) -> str | None:
+        return self.serial_patterns.get(sku)
+
+    def shelf_life_days(self, sku: str) -> int | None:
+        return self.shelf_lives_days.get(sku)
+
+    def expects_text(self, sku: str) -> bool:
+        """Whether the SKU carries a serial or a date the station must read."""
+        return sku in self.serial_patterns or sku in self.shelf_lives_days
 
     def get(self, sku: str) -> CatalogueItem:
         try:
@@ -129,7 +148,11 @@ class Catalogue:
             grouped.setdefault(row["sku"], []).append((line, row))
         items = {sku: _item_from_rows(csv_path, root, sku, group, image_check) for sku, group in grouped.items()}
         weights = {sku: w for sku, group in grouped.items() if (w := _unit_weight(csv_path, sku, group)) is not None}
-        return cls(root, items, weights)
+        patterns = {sku: p for sku, group in grouped.items()
+                    if (p := _one_per_sku(csv_path, sku, group, "serial_pattern", _serial_pattern)) is not None}
+        shelf = {sku: d for sku, group in grouped.items()
+                 if (d := _one_per_sku(csv_path, sku, group, "shelf_life_days", _shelf_life)) is not None}
+        return cls(root, items, weights, patterns, shelf)
 
 
 def _flag(csv_path: Path, line: int, row: dict[str, str], column: str) -> bool:
@@ -171,6 +194,48 @@ def _unit_weight(csv_path: Path, sku: str, group: list[tuple[int, dict[str, str]
             raise CatalogueError(f"{csv_path}:{line}: weight_g {grams:g} for SKU {sku!r} differs from "
                                  f"{found[1]:g} on line {found[0]}: give one weight per SKU")
         found = found or (line, grams)
+    return None if found is None else found[1]
+
+
+def _serial_pattern(csv_path: Path, line: int, value: str) -> str:
+    if len(value) > MAX_SERIAL_PATTERN_CHARS:
+        raise CatalogueError(f"{csv_path}:{line}: column 'serial_pattern' is longer than {MAX_SERIAL_PATTERN_CHARS} "
+                             f"characters: give a shorter regex")
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise CatalogueError(f"{csv_path}:{line}: column 'serial_pattern' {value!r} is not a valid regex ({exc}): "
+                             f"fix it, e.g. SB[0-9A-Z]{{8}}") from None
+    if compiled.fullmatch("") is not None:
+        raise CatalogueError(f"{csv_path}:{line}: column 'serial_pattern' {value!r} matches an empty serial: give a "
+                             f"pattern of the serial itself, e.g. SB[0-9A-Z]{{8}}")
+    return value
+
+
+def _shelf_life(csv_path: Path, line: int, value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise CatalogueError(f"{csv_path}:{line}: column 'shelf_life_days' must be a whole number of days, got "
+                             f"{value!r}") from None
+    if not 1 <= days <= MAX_SHELF_LIFE_DAYS:
+        raise CatalogueError(f"{csv_path}:{line}: column 'shelf_life_days' must be between 1 and "
+                             f"{MAX_SHELF_LIFE_DAYS} days, got {value!r}: give the shelf life in days or leave it empty")
+    return days
+
+
+def _one_per_sku(csv_path: Path, sku: str, group: list[tuple[int, dict[str, str]]], column: str, parse):
+    """A per-SKU column: parsed and the same on every row that gives it (else the check depends on row order)."""
+    found = None
+    for line, row in group:
+        raw = row.get(column, "")
+        if raw == "":
+            continue
+        value = parse(csv_path, line, raw)
+        if found is not None and found[1] != value:
+            raise CatalogueError(f"{csv_path}:{line}: {column} {raw!r} for SKU {sku!r} differs from {found[1]!r} on "
+                                 f"line {found[0]}: give one value per SKU")
+        found = found or (line, value)
     return None if found is None else found[1]
 
 
@@ -412,6 +477,8 @@ class SampleSku:
     brand: str
     look: ProductLook
     weight_g: float | None = None  # the packed unit, as the bench scale weighs it
+    serial_pattern: str | None = None  # regex of the unit's printed serial (the station reads and checks it)
+    shelf_life_days: int | None = None  # a dated product: its printed expiry is read and checked
     hygiene: bool = False
     safety: bool = False
     liquid: bool = False
@@ -425,7 +492,8 @@ SAMPLE_SKUS: tuple[SampleSku, ...] = (
               ProductLook(ProductShape.CAR_SEAT, (70, 60, 55), (60, 60, 190), 202, 0.8), weight_g=9400.0,
               safety=True),
     SampleSku("GAD-EARBUD-X2", "Wireless earbuds X2 (boxed)", "electronics", "soundbee",
-              ProductLook(ProductShape.CARTON, (40, 40, 45), (0, 200, 255), 303, 1.1), weight_g=180.0),
+              ProductLook(ProductShape.CARTON, (40, 40, 45), (0, 200, 255), 303, 1.1), weight_g=180.0,
+              serial_pattern=r"SB[0-9A-HJ-NPR-Z]{8}"),
     SampleSku("APP-TEE-M", "Cotton T-shirt, size M", "apparel", "urbanwear",
               ProductLook(ProductShape.GARMENT, (150, 110, 40), (240, 240, 240), 404, 0.9), weight_g=210.0),
     SampleSku("COS-LOTION-200", "Body lotion 200 ml", "cosmetics", "glowlab",
@@ -440,6 +508,9 @@ SAMPLE_SKUS: tuple[SampleSku, ...] = (
               ProductLook(ProductShape.CARTON, (235, 215, 185), (40, 120, 40), 808, 1.3), weight_g=1150.0),
     SampleSku("GAD-SPEAKER-M", "Bluetooth speaker (bare)", "electronics", "soundbee",
               ProductLook(ProductShape.GADGET, (90, 80, 70), (0, 140, 255), 909, 0.9), weight_g=540.0),
+    SampleSku("FORM-TIN-800", "Infant formula 800 g tin", "infant_feeding", "mamacare",
+              ProductLook(ProductShape.BOTTLE, (215, 235, 240), (60, 150, 220), 1010, 0.8), weight_g=980.0,
+              shelf_life_days=540, hygiene=True),
 )
 SAMPLE_VIEWS = ("front", "side", "top")
 REFERENCE_SIZE = (480, 480)
@@ -500,6 +571,8 @@ def build_catalogue(root: Path, skus: tuple[SampleSku, ...] | list[SampleSku]) -
                          "lab_l": f"{lab[0]:.2f}", "lab_a": f"{lab[1]:.2f}", "lab_b": f"{lab[2]:.2f}",
                          "width_mm": f"{dims[0]:.1f}", "height_mm": f"{dims[1]:.1f}", "depth_mm": "",
                          "weight_g": "" if s.weight_g is None else f"{s.weight_g:g}",
+                         "serial_pattern": s.serial_pattern or "",
+                         "shelf_life_days": "" if s.shelf_life_days is None else str(s.shelf_life_days),
                          "hygiene": str(s.hygiene).lower(), "safety": str(s.safety).lower(),
                          "liquid": str(s.liquid).lower()})
     tmp = csv_path.with_suffix(".tmp")

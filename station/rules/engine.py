@@ -8,8 +8,10 @@ rule ids that fired so every decision can be explained.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -29,6 +31,7 @@ from station.domain import (
     Party,
     UNCERTAIN_DEFECT,
     ReturnRequest,
+    TextFindingKind,
 )
 
 GRADE_ORDER = {Grade.A: 0, Grade.B: 1, Grade.C: 2, Grade.D: 3}
@@ -38,7 +41,9 @@ FLAGS = ("hygiene", "safety", "liquid")
 # not make an item "not clean". Nor does a detector box below its class's calibrated threshold
 # (uncertain_defect): it asks for a look (G-UNCERTAIN-DETECTION), it does not name a defect.
 _HISTORY_KINDS = frozenset({"unit_seen_before"})
-_NOT_CONDITION_KINDS = _HISTORY_KINDS | _EXTRA_KINDS | {UNCERTAIN_DEFECT}
+# near_expiry is about the stock's date, not the item's condition: a clean item near its date is still clean
+# (CAT-NEAR-EXPIRY keeps it out of stock).
+_NOT_CONDITION_KINDS = _HISTORY_KINDS | _EXTRA_KINDS | {UNCERTAIN_DEFECT, TextFindingKind.NEAR_EXPIRY.value}
 
 
 class RulesError(ValueError):
@@ -130,6 +135,16 @@ class Settings(BaseModel):
     align_margin_px: float = 24
     colour_tolerance_de00: dict[str, float] = {"default": 3.0}
     weight_tolerance: dict[str, WeightTolerance] = {"default": WeightTolerance()}
+    # days before a printed expiry date that already count as near_expiry, per category
+    expiry_margin_days: dict[str, int] = {"default": 0}
+
+    @field_validator("expiry_margin_days")
+    @classmethod
+    def _margins(cls, v: dict[str, int]) -> dict[str, int]:
+        for category, days in v.items():
+            if not 0 <= days <= 3660:
+                raise ValueError(f"expiry_margin_days.{category} must be between 0 and 3660 days, got {days}")
+        return v
 
 
 class RuleSet(BaseModel):
@@ -364,6 +379,19 @@ class RulesEngine:
         return _check_weight(self, item, measured_g, expected_g, unit_weights_g or {}, categories or {},
                              identity_best_match)
 
+    def expiry_margin_days(self, category: str) -> int:
+        margins = self.rules.settings.expiry_margin_days
+        return margins.get(category, margins.get("default", 0))
+
+    def check_text(self, item: CatalogueItem, reading, expected_serial: str | None, serial_pattern: str | None,
+                   shelf_life_days: int | None, today: date) -> "TextCheck":
+        """What the text read on the item (a vision.ocr.TextReading) means: a ``serial_mismatch`` where a serial
+        read is not ``expected_serial`` (the order's), ``expired`` / ``near_expiry`` from the expiry or
+        best-before date read (or the production date + ``shelf_life_days``) against ``today`` and the
+        category's margin. What could not be read is a note that sends the item to a supervisor: a serial the
+        order names and none read, or a dated SKU without a readable date (the station cannot vouch for it)."""
+        return _check_text(self, item, reading, expected_serial, serial_pattern, shelf_life_days, today)
+
     def normalise(self, findings: list[Finding], item: CatalogueItem) -> Normalised:
         """Drop findings below the noise floor and measurements within tolerance."""
         s = self.rules.settings
@@ -533,3 +561,112 @@ def _check_weight(engine: "RulesEngine", item: CatalogueItem, measured_g: float,
                                  f"{missing:.1f} g ({missing / expected_g:.0%}) missing{like}")
         return WeightCheck(measured_g, expected_g, tol, verdict, matches, (finding,))
     return WeightCheck(measured_g, expected_g, tol, verdict, matches)
+
+
+# ------------------------------------------------------------------------------------------ text
+
+
+@dataclass(frozen=True, slots=True)
+class TextNote:
+    """A text outcome for the decision's trail (no finding): rule id, reason, whether a supervisor must look."""
+
+    rule_id: str
+    reason: str
+    review: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextCheck:
+    findings: tuple[Finding, ...]
+    notes: tuple[TextNote, ...]
+    record: dict  # the record's measurements["text"]
+    # (view, box) of every line read, stored or not: where a difference from the SKU's look is print, not damage
+    text_boxes: tuple[tuple[str, tuple[float, float, float, float]], ...] = ()
+
+
+def _normal_serial(text: str) -> str:
+    return re.sub(r"[\s\-_.]", "", text).upper()
+
+
+def _check_text(engine: "RulesEngine", item: CatalogueItem, reading, expected_serial: str | None,
+                serial_pattern: str | None, shelf_life_days: int | None, today: date) -> TextCheck:
+    findings: list[Finding] = []
+    notes: list[TextNote] = []
+    # Only the lines that are evidence (a serial, a date) are kept: other print on a parcel may be a shipping
+    # label, and the station stores no buyer names or addresses (domain: records and privacy).
+    used = {s.text for s in reading.serials} | {d.text for d in reading.dates}
+    record: dict = {"state": "read", "views": list(reading.views), "elapsed_ms": round(reading.elapsed_ms, 1),
+                    "texts": [ln.to_json() for ln in reading.lines if ln.text in used or any(ln.text in u for u in used)],
+                    "lines_read": len(reading.lines)}
+    # --- serial
+    reads = list(reading.serials)
+    if serial_pattern:
+        pattern = re.compile(serial_pattern)
+        fitting = [s for s in reads if s.label == "IMEI" or pattern.fullmatch(s.value)]
+    else:
+        fitting = reads
+    record["serials"] = [{"serial": s.value, "label": s.label, "view": s.view, "score": round(s.score, 4),
+                          "box_xyxy": [round(v, 1) for v in s.box_xyxy], "text": s.text} for s in reads]
+    if expected_serial:
+        expected = _normal_serial(expected_serial)
+        record["expected_serial"] = expected
+        same = [s for s in reads if s.value == expected]
+        if same:
+            record["serial_verdict"] = "match"
+            notes.append(TextNote("T-SERIAL-MATCH", f"serial {expected} read on the {same[0].view} view: the unit the "
+                                                    f"order shipped"))
+        elif fitting:
+            record["serial_verdict"] = "mismatch"
+            s = max(fitting, key=lambda r: r.score)
+            findings.append(Finding(TextFindingKind.SERIAL_MISMATCH.value, s.score, FindingSource.CATALOGUE, s.view,
+                                    s.box_xyxy, detail=f"read {s.label} {s.value} ({s.text!r}), the order shipped "
+                                                       f"{expected}"))
+        else:
+            record["serial_verdict"] = "unread"
+            seen = f" (read {', '.join(s.value for s in reads)}, not a serial of this SKU)" if reads else ""
+            notes.append(TextNote("T-SERIAL-UNREAD", f"the order shipped serial {expected} and no serial could be read "
+                                                     f"on the item{seen}: a supervisor checks the label", review=True))
+    elif serial_pattern:
+        record["serial_verdict"] = "unchecked"
+        if fitting:
+            notes.append(TextNote("T-SERIAL-UNCHECKED", f"serial {fitting[0].value} read; the order names no serial "
+                                                        f"to check it against"))
+    # --- dates
+    record["dates"] = [d.to_json() for d in reading.dates]
+    printed = [d for d in reading.dates if d.kind.value in ("expiry", "best_before")]
+    made = [d for d in reading.dates if d.kind.value == "production"]
+    expiry = source = None
+    if printed:
+        source = min(printed, key=lambda d: d.date)  # two dates on one item: the earlier one binds
+        expiry, how = source.date, f"{source.kind.value.replace('_', ' ')} {source.date.isoformat()}"
+    elif made and shelf_life_days:
+        source = min(made, key=lambda d: d.date)
+        expiry = source.date + timedelta(days=shelf_life_days)
+        how = (f"produced {source.date.isoformat()} + shelf life {shelf_life_days} days = "
+               f"{expiry.isoformat()}")
+    if expiry is not None:
+        margin = engine.expiry_margin_days(item.category)
+        days_left = (expiry - today).days
+        record.update({"expiry": expiry.isoformat(), "days_left": days_left, "margin_days": margin,
+                       "expiry_text": source.text, "expiry_view": source.view})
+        where = f"read on the {source.view} view ({source.text!r})"
+        if days_left < 0:
+            record["date_verdict"] = "expired"
+            findings.append(Finding(TextFindingKind.EXPIRED.value, source.score, FindingSource.CATALOGUE, source.view,
+                                    source.box_xyxy, value=float(days_left),
+                                    detail=f"{how} {where}: {-days_left} days past on {today.isoformat()}"))
+        elif days_left < margin:
+            record["date_verdict"] = "near_expiry"
+            findings.append(Finding(TextFindingKind.NEAR_EXPIRY.value, source.score, FindingSource.CATALOGUE,
+                                    source.view, source.box_xyxy, value=float(days_left),
+                                    detail=f"{how} {where}: {days_left} days left, under the {margin}-day margin "
+                                           f"for {item.category}"))
+        else:
+            record["date_verdict"] = "ok"
+            notes.append(TextNote("T-DATE-OK", f"{how} {where}: {days_left} days left (margin {margin})"))
+    elif shelf_life_days:
+        record["date_verdict"] = "unread"
+        other = f" (read {', '.join(d.text for d in reading.dates)}, of no known kind)" if reading.dates else ""
+        notes.append(TextNote("T-DATE-UNREAD", f"a dated product and no expiry, best-before or production date could "
+                                               f"be read{other}: a supervisor checks the date", review=True))
+    return TextCheck(tuple(findings), tuple(notes), record, tuple((ln.view, ln.box_xyxy) for ln in reading.lines))
