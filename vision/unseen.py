@@ -35,6 +35,9 @@ MIN_GOODS = 5
 MAX_GOODS = 24  # accepted-good views kept per SKU (the catalogue's own views are always kept)
 CORESET = 3000  # patches kept per SKU's memory
 MIN_REGION_SHARE = 0.008  # a region smaller than this share of the product is noise
+# A threshold borrowed from the category's other SKUs that most of this SKU's product exceeds says the threshold
+# does not fit this SKU (its print differs from theirs), not that the item is damaged all over: map only.
+BORROWED_MAX_SHARE = 0.5
 GREY = 127
 # Missing part from memory: where the catalogue view's outline (aligned on the outlines) has product and
 # this view shows bench, at least MISSING_MIN_DEPTH of the outline's shorter side deep and
@@ -361,6 +364,12 @@ class UnseenDamage:
         scale = cal.threshold if cal.threshold else max(peak, 1e-6)
         heat[y0:y1, x0:x1] = np.clip(up / (2.0 * scale), 0.0, 1.0)
         regions: list[DamageRegion] = []
+        if cal.threshold is not None and cal.source == "category" and peak > cal.threshold:
+            share_above = float((d > cal.threshold).sum()) / max(1, int(cover.sum()))
+            if share_above > BORROWED_MAX_SHARE:
+                cal = Calibration(None, cal.source, cal.images,
+                                  f"{cal.detail}; {share_above:.0%} of the product is above the category's threshold: "
+                                  f"it does not fit this SKU, map only until it has goods of its own")
         if cal.threshold is not None and peak > cal.threshold:
             above = (d > cal.threshold).astype(np.uint8)
             n, labels, stats, _ = cv2.connectedComponentsWithStats(above)
