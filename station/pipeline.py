@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import threading
@@ -20,7 +19,7 @@ from station.domain import (UNCERTAIN_DEFECT, Decision, Detections, Disposition,
                             InspectionRecord, ReturnRequest, lane_for)
 from station.records import StationStore, comparison_measurements, record_from_parts
 from station.rules import RulesEngine
-from station.rules.engine import TextCheck, TextNote, WeightVerdict
+from station.rules.engine import TextCheck, TrailNote, WeightVerdict, with_notes
 from vision.catalogue import Catalogue
 from vision.compare import Comparer, Comparison
 from vision.ocr import OcrUnavailable, TextReader
@@ -44,21 +43,12 @@ class Scale(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class WeightNote:
-    """A weight outcome for the decision's trail: rule id, reason, and whether it sends the item to review."""
-
-    rule_id: str
-    reason: str
-    review: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class Weighing:
     """What the scale gave one item and what it means: findings for the rules, notes for the trail, and the
     measurement as recorded (``record``: state, grams, catalogue weight, tolerance, verdict)."""
 
     findings: tuple[Finding, ...]
-    notes: tuple[WeightNote, ...]
+    notes: tuple[TrailNote, ...]
     record: dict
 
 
@@ -215,14 +205,14 @@ class InspectionPipeline:
         if shelf is None and not request.serial:
             return None
         if not self.read_text:
-            return TextCheck((), (TextNote("T-OCR-UNAVAILABLE", "text reading is off ([ocr] enabled = false): serial "
+            return TextCheck((), (TrailNote("T-OCR-UNAVAILABLE", "text reading is off ([ocr] enabled = false): serial "
                                                                 "and date not checked, a supervisor checks them",
                                            review=True),), {"state": "off"})
         try:
             reading = self.text_reader.read_frames(frames, serial_pattern=pattern, today=self.today())
         except OcrUnavailable as exc:  # the decision is still made, by a person for what OCR would have checked
             log.warning("OCR unavailable: %s", exc)
-            return TextCheck((), (TextNote("T-OCR-UNAVAILABLE", f"text could not be read ({exc}): serial and date "
+            return TextCheck((), (TrailNote("T-OCR-UNAVAILABLE", f"text could not be read ({exc}): serial and date "
                                                                 f"not checked, a supervisor checks them",
                                            review=True),), {"state": "unavailable", "detail": str(exc)})
         return self.rules.check_text(item, reading, request.serial, pattern, shelf, self.today())
@@ -233,12 +223,12 @@ class InspectionPipeline:
         if not measurement.available:
             why = ("W-SCALE-UNAVAILABLE", f"scale unavailable ({measurement.state.value}: {measurement.detail}): "
                                             f"not graded on weight")
-            return Weighing((), (WeightNote(*why, review=self.review_when_unweighed),), record)
+            return Weighing((), (TrailNote(*why, review=self.review_when_unweighed),), record)
         grams = float(measurement.grams)
         expected = self.catalogue.unit_weight_g(item.sku)
         if expected is None:
             record["verdict"] = "no_unit_weight"
-            return Weighing((), (WeightNote("W-NO-UNIT-WEIGHT", f"weighs {grams:.1f} g; the catalogue has no weight_g "
+            return Weighing((), (TrailNote("W-NO-UNIT-WEIGHT", f"weighs {grams:.1f} g; the catalogue has no weight_g "
                                             f"for {item.sku}: not graded on weight"),), record)
         check = self.rules.check_weight(item, grams, expected, self.catalogue.unit_weights_g,
                                         {sku: i.category for sku, i in self.catalogue.items.items()},
@@ -249,10 +239,10 @@ class InspectionPipeline:
             notes = ()  # the finding (missing_part, or wrong_item) carries the weight; its rules explain it
         elif check.verdict is WeightVerdict.HEAVY:
             like = f"; it weighs what {check.matches[0][0]} weighs" if check.matches else ""
-            notes = (WeightNote("W-OVERWEIGHT", f"{said}: {check.difference_g:.1f} g heavier than a unit (something "
+            notes = (TrailNote("W-OVERWEIGHT", f"{said}: {check.difference_g:.1f} g heavier than a unit (something "
                                                 f"added, or another item{like}): a supervisor looks", review=True),)
         else:
-            notes = (WeightNote("W-WEIGHT-OK", f"{said}: within tolerance"),)
+            notes = (TrailNote("W-WEIGHT-OK", f"{said}: within tolerance"),)
         return Weighing(check.findings, notes, record)
 
     def _learn_if_good(self, sku: str, record, comparison: Comparison, kept: tuple[Finding, ...]) -> None:
@@ -320,30 +310,11 @@ class InspectionPipeline:
         norm = self.rules.normalise(findings, item)
         decision = self.rules.decide_normalised(request, item, norm, unit_seen_before=seen)
         poor = [f"{v} ({'; '.join(q.problems)})" for v, q in quality.items() if not q.ok]
-        if poor:
-            # A decision on a bad capture is not trusted: a person looks at it.
-            decision = dataclasses.replace(
-                decision, review=True, disposition=Disposition.MANUAL_REVIEW,
-                rules_fired=(*decision.rules_fired, "Q-POOR-CAPTURE"),
-                reasons=(*decision.reasons, f"Q-POOR-CAPTURE: views failed the quality gate: {', '.join(poor)}"),
-            )
-        if weighing is not None and weighing.notes:
-            notes = weighing.notes
-            review = decision.review or any(n.review for n in notes)
-            decision = dataclasses.replace(
-                decision, review=review,
-                disposition=Disposition.MANUAL_REVIEW if review else decision.disposition,
-                rules_fired=(*decision.rules_fired, *(n.rule_id for n in notes)),
-                reasons=(*decision.reasons, *(f"{n.rule_id}: {n.reason}" for n in notes)),
-            )
-        if text is not None and text.notes:
-            review = decision.review or any(n.review for n in text.notes)
-            decision = dataclasses.replace(
-                decision, review=review,
-                disposition=Disposition.MANUAL_REVIEW if review else decision.disposition,
-                rules_fired=(*decision.rules_fired, *(n.rule_id for n in text.notes)),
-                reasons=(*decision.reasons, *(f"{n.rule_id}: {n.reason}" for n in text.notes)),
-            )
+        # A decision on a bad capture is not trusted: a person looks at it.
+        notes = [TrailNote("Q-POOR-CAPTURE", f"views failed the quality gate: {', '.join(poor)}", review=True)] \
+            if poor else []
+        notes += (weighing.notes if weighing is not None else ()) + (text.notes if text is not None else ())
+        decision = with_notes(decision, notes)
         lap("rules")
         # Images first, then the row that points to them, then the divert: a crash at any point never
         # leaves a record without its images or an item sorted without a record.

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import tomllib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -567,18 +568,31 @@ def _check_weight(engine: "RulesEngine", item: CatalogueItem, measured_g: float,
 
 
 @dataclass(frozen=True, slots=True)
-class TextNote:
-    """A text outcome for the decision's trail (no finding): rule id, reason, whether a supervisor must look."""
+class TrailNote:
+    """An outcome the pipeline adds to a decision's trail without a finding (a poor capture, the scale's verdict,
+    what the text showed): rule id, reason, and whether it sends the item to a supervisor."""
 
     rule_id: str
     reason: str
     review: bool = False
 
 
+def with_notes(decision: Decision, notes: Sequence[TrailNote]) -> Decision:
+    """``decision`` with the notes' rule ids and reasons in its trail; any note asking for review sends the
+    item to manual_review (the proposed disposition stays for the supervisor)."""
+    if not notes:
+        return decision
+    review = decision.review or any(n.review for n in notes)
+    return dataclasses.replace(
+        decision, review=review, disposition=Disposition.MANUAL_REVIEW if review else decision.disposition,
+        rules_fired=(*decision.rules_fired, *(n.rule_id for n in notes)),
+        reasons=(*decision.reasons, *(f"{n.rule_id}: {n.reason}" for n in notes)))
+
+
 @dataclass(frozen=True, slots=True)
 class TextCheck:
     findings: tuple[Finding, ...]
-    notes: tuple[TextNote, ...]
+    notes: tuple[TrailNote, ...]
     record: dict  # the record's measurements["text"]
     # (view, box) of every line read, stored or not: where a difference from the SKU's look is print, not damage
     text_boxes: tuple[tuple[str, tuple[float, float, float, float]], ...] = ()
@@ -591,7 +605,7 @@ def _normal_serial(text: str) -> str:
 def _check_text(engine: "RulesEngine", item: CatalogueItem, reading, expected_serial: str | None,
                 serial_pattern: str | None, shelf_life_days: int | None, today: date) -> TextCheck:
     findings: list[Finding] = []
-    notes: list[TextNote] = []
+    notes: list[TrailNote] = []
     # Only the lines that are evidence (a serial, a date) are kept: other print on a parcel may be a shipping
     # label, and the station stores no buyer names or addresses (domain: records and privacy).
     used = {s.text for s in reading.serials} | {d.text for d in reading.dates}
@@ -613,7 +627,7 @@ def _check_text(engine: "RulesEngine", item: CatalogueItem, reading, expected_se
         same = [s for s in reads if s.value == expected]
         if same:
             record["serial_verdict"] = "match"
-            notes.append(TextNote("T-SERIAL-MATCH", f"serial {expected} read on the {same[0].view} view: the unit the "
+            notes.append(TrailNote("T-SERIAL-MATCH", f"serial {expected} read on the {same[0].view} view: the unit the "
                                                     f"order shipped"))
         elif fitting:
             record["serial_verdict"] = "mismatch"
@@ -624,12 +638,12 @@ def _check_text(engine: "RulesEngine", item: CatalogueItem, reading, expected_se
         else:
             record["serial_verdict"] = "unread"
             seen = f" (read {', '.join(s.value for s in reads)}, not a serial of this SKU)" if reads else ""
-            notes.append(TextNote("T-SERIAL-UNREAD", f"the order shipped serial {expected} and no serial could be read "
+            notes.append(TrailNote("T-SERIAL-UNREAD", f"the order shipped serial {expected} and no serial could be read "
                                                      f"on the item{seen}: a supervisor checks the label", review=True))
     elif serial_pattern:
         record["serial_verdict"] = "unchecked"
         if fitting:
-            notes.append(TextNote("T-SERIAL-UNCHECKED", f"serial {fitting[0].value} read; the order names no serial "
+            notes.append(TrailNote("T-SERIAL-UNCHECKED", f"serial {fitting[0].value} read; the order names no serial "
                                                         f"to check it against"))
     # --- dates
     record["dates"] = [d.to_json() for d in reading.dates]
@@ -663,10 +677,10 @@ def _check_text(engine: "RulesEngine", item: CatalogueItem, reading, expected_se
                                            f"for {item.category}"))
         else:
             record["date_verdict"] = "ok"
-            notes.append(TextNote("T-DATE-OK", f"{how} {where}: {days_left} days left (margin {margin})"))
+            notes.append(TrailNote("T-DATE-OK", f"{how} {where}: {days_left} days left (margin {margin})"))
     elif shelf_life_days:
         record["date_verdict"] = "unread"
         other = f" (read {', '.join(d.text for d in reading.dates)}, of no known kind)" if reading.dates else ""
-        notes.append(TextNote("T-DATE-UNREAD", f"a dated product and no expiry, best-before or production date could "
+        notes.append(TrailNote("T-DATE-UNREAD", f"a dated product and no expiry, best-before or production date could "
                                                f"be read{other}: a supervisor checks the date", review=True))
     return TextCheck(tuple(findings), tuple(notes), record, tuple((ln.view, ln.box_xyxy) for ln in reading.lines))
