@@ -91,6 +91,21 @@ def test_a_free_raise_comes_before_any_that_costs_recall():
     assert cal.thresholds["unlabelled"] == pytest.approx(0.8001) and cal.thresholds["cheap"] == 0.5
 
 
+def test_the_target_holds_in_every_negative_set_not_only_pooled():
+    # Set 0: 18 clean images. Set 1: the 10 of _negatives(), 6 firing at the start. Pooled, 6/28 = 21 % is under
+    # a 25 % target and nothing would be raised; set 1 alone is at 60 %, so raises go on until it is at most 25 %.
+    per_image = [[]] * 18 + [[(1, 0.55)]] * 4 + [[(0, 0.92)]] * 2 + [[(0, 0.3), (1, 0.3)]] + [[]] * 3
+    pooled = calibrate(_validation(), NegativeScores.from_detections(CLASSES, per_image), floor=0.25, target=0.25)
+    assert pooled.steps == () and pooled.reached
+    neg = NegativeScores.from_detections(CLASSES, per_image, group=[0] * 18 + [1] * 10)
+    cal = calibrate(_validation(), neg, floor=0.25, target=0.25)
+    assert [s[0] for s in cal.steps] == ["cheap"] and cal.reached
+    assert cal.per_set == ((18, 0), (10, 2))
+    assert cal.to_json()["per_set"][1] == {"images": 10, "with_detection": 2, "share": 0.2}
+    with pytest.raises(ValueError, match="set indices"):
+        NegativeScores.from_detections(CLASSES, per_image, group=[0, 1])
+
+
 def test_negatives_above_the_ceiling_leave_the_target_unreached():
     cal = calibrate(_validation(), _negatives([[(0, 0.97)]] * 3), floor=0.25, target=0.0)
     assert not cal.reached and cal.negatives_after == 3
@@ -123,7 +138,7 @@ def test_card_round_trip_with_per_class(tmp_path):
     th = back["thresholds"]
     assert th["confidence"] == 0.25 and th["iou"] == card["thresholds"]["iou"]  # the decode floor stays
     assert th["per_class"] == cal.thresholds and th["per_class"]["scratch"] == pytest.approx(0.4001)
-    assert th["calibration"]["negatives"] == [{"folder": "negs", "images": 2}]
+    assert th["calibration"]["negatives"] == [{"folder": "negs", "images": 2, "with_detection": 0}]
     assert th["calibration"]["target"] == 0.0 and "date" in th["calibration"]
     assert {k: v for k, v in back.items() if k != "thresholds"} == {k: v for k, v in card.items() if k != "thresholds"}
     assert ModelCard.load(model.with_suffix(".yaml")).per_class == cal.thresholds
