@@ -3,21 +3,20 @@
 Every inspection and every override is an append-only row: triggers refuse UPDATE and DELETE, and an
 override is a new row that points to the record it overrides, with who, when and why. Images are
 written atomically (temp file, fsync, rename) before the row that points to them.
+
+The store is split by what it does: ``record_schema`` (migrations), ``record_types`` (errors, values, the clock),
+``record_outbox`` (the outbox and sync state, mixed into :class:`StationStore`) and ``record_export`` (CSV and JSON
+lines); this module keeps the store itself and re-exports their public names, so ``station.records`` stays the
+one import path.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
 import hashlib
-import io
 import json
-import math
 import os
 import shutil
 import sqlite3
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -26,145 +25,27 @@ import numpy as np
 
 from station.dbhandle import (PRIVATE_FILE_MODE, SqliteHandle, clear_group_other, private_dir,
                               private_sqlite_files)
-from station.domain import DETECTOR_CLASSES, Decision, Disposition, Finding, Grade, InspectionRecord, ReturnRequest
+from station.domain import DETECTOR_CLASSES, Disposition, Grade, InspectionRecord
 from station.evidence import EvidenceError, EvidenceLog, StationKey, SignedTreeHead
 from station.limits import LimitError, check_fields, request_values
+from station.record_export import CSV_FORMULA_STARTS, EXPORT_COLUMNS, csv_safe, export_rows
+from station.record_outbox import OutboxQueue
+from station.record_schema import MIGRATIONS, split_sql
+from station.record_types import (DEFAULT_MIN_FREE_BYTES, DISK_FULL_ERRNOS, READ_ONLY_ERRNOS, BoxError, DeadLetter,
+                                  PruneReport, RecordLimitError, StoredImage, StoreError, checked_boxes,
+                                  comparison_measurements, decision_json, disk_full_hint, fsync_dir,
+                                  measurements_of, new_record_id, record_from_parts, utc_now)
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: inspections, images and their links; append-only enforced by triggers.
-    """
-    CREATE TABLE inspections (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        record_id TEXT NOT NULL UNIQUE,
-        created_at TEXT NOT NULL,
-        station_id TEXT NOT NULL,
-        order_id TEXT NOT NULL,
-        sku TEXT NOT NULL,
-        unit_code TEXT,
-        reason TEXT NOT NULL,
-        channel TEXT, streamer TEXT, brand TEXT, carrier TEXT,
-        grade TEXT NOT NULL,
-        disposition TEXT NOT NULL,
-        review INTEGER NOT NULL,
-        lane INTEGER,
-        confidence REAL NOT NULL,
-        model_version TEXT NOT NULL,
-        rules_fired TEXT NOT NULL,
-        decision_json TEXT NOT NULL,
-        findings_json TEXT NOT NULL,
-        timings_json TEXT NOT NULL,
-        operator TEXT,
-        overrides TEXT REFERENCES inspections(record_id),
-        override_reason TEXT
-    );
-    CREATE INDEX inspections_unit ON inspections(unit_code);
-    CREATE INDEX inspections_order ON inspections(order_id);
-    CREATE TABLE images (
-        sha256 TEXT PRIMARY KEY,
-        relpath TEXT NOT NULL,
-        bytes INTEGER NOT NULL,
-        width INTEGER NOT NULL,
-        height INTEGER NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE inspection_images (
-        record_id TEXT NOT NULL REFERENCES inspections(record_id),
-        view TEXT NOT NULL,
-        sha256 TEXT NOT NULL REFERENCES images(sha256),
-        PRIMARY KEY (record_id, view, sha256)
-    );
-    CREATE TRIGGER inspections_no_update BEFORE UPDATE ON inspections
-        BEGIN SELECT RAISE(ABORT, 'inspection records are append-only: write an override instead'); END;
-    CREATE TRIGGER inspections_no_delete BEFORE DELETE ON inspections
-        BEGIN SELECT RAISE(ABORT, 'inspection records are append-only: write an override instead'); END;
-    CREATE TRIGGER inspection_images_no_update BEFORE UPDATE ON inspection_images
-        BEGIN SELECT RAISE(ABORT, 'inspection records are append-only'); END;
-    CREATE TRIGGER inspection_images_no_delete BEFORE DELETE ON inspection_images
-        BEGIN SELECT RAISE(ABORT, 'inspection records are append-only'); END;
-    """,
-    # 2: outbox (records to send, written with the record), evidence log (leaves + signed heads), image sync and
-    #    retention state, sync state, RMAs and catalogue deltas pulled from the platform.
-    """
-    CREATE TABLE outbox (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        record_id TEXT NOT NULL UNIQUE REFERENCES inspections(record_id),
-        created_at TEXT NOT NULL,
-        sent_at TEXT
-    );
-    CREATE INDEX outbox_pending ON outbox(sent_at, seq);
-    INSERT INTO outbox(record_id, created_at) SELECT record_id, created_at FROM inspections ORDER BY seq;
-    CREATE TABLE evidence_leaves (
-        idx INTEGER PRIMARY KEY,
-        record_id TEXT NOT NULL UNIQUE REFERENCES inspections(record_id),
-        leaf_hash TEXT NOT NULL
-    );
-    CREATE TABLE tree_heads (
-        tree_size INTEGER PRIMARY KEY,
-        root_hash TEXT NOT NULL,
-        signed_at TEXT NOT NULL,
-        key_id TEXT NOT NULL,
-        signature TEXT NOT NULL
-    );
-    CREATE TRIGGER evidence_leaves_no_update BEFORE UPDATE ON evidence_leaves
-        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
-    CREATE TRIGGER evidence_leaves_no_delete BEFORE DELETE ON evidence_leaves
-        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
-    CREATE TRIGGER tree_heads_no_update BEFORE UPDATE ON tree_heads
-        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
-    CREATE TRIGGER tree_heads_no_delete BEFORE DELETE ON tree_heads
-        BEGIN SELECT RAISE(ABORT, 'the evidence log is append-only'); END;
-    ALTER TABLE images ADD COLUMN uploaded_at TEXT;
-    ALTER TABLE images ADD COLUMN pruned_at TEXT;
-    CREATE INDEX images_created ON images(created_at);
-    CREATE INDEX inspection_images_sha ON inspection_images(sha256);
-    CREATE TABLE sync_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE rmas (order_id TEXT PRIMARY KEY, payload TEXT NOT NULL, server_seq INTEGER NOT NULL);
-    CREATE TABLE catalogue_updates (sku TEXT PRIMARY KEY, payload TEXT NOT NULL, server_seq INTEGER NOT NULL);
-    """,
-    # 3: dead letters. A record the platform refuses for good (a 4xx about the record itself) is set aside with
-    #    the status and the platform's reason, so it no longer blocks every later record; it stays in the
-    #    outbox (sent_at NULL) and `station sync --retry-dead` queues it again after a fix on either side.
-    """
-    ALTER TABLE outbox ADD COLUMN dead_at TEXT;
-    ALTER TABLE outbox ADD COLUMN dead_status INTEGER;
-    ALTER TABLE outbox ADD COLUMN dead_reason TEXT;
-    ALTER TABLE outbox ADD COLUMN dead_attempts INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX outbox_dead ON outbox(dead_at);
-    """,
-)
+# The migration splitter's name before the split (tests/test_records_store.py reads it).
+_split_sql = split_sql
 
-DISK_FULL_ERRNOS = (28, 27, 122)  # ENOSPC, EFBIG (file size limit), EDQUOT
-READ_ONLY_ERRNOS = (30,)  # EROFS
-DEFAULT_MIN_FREE_BYTES = 32 * 1024 * 1024
-
-
-class StoreError(RuntimeError):
-    """The station store could not be written or read; the message says what to do."""
-
-
-class RecordLimitError(StoreError, ValueError):
-    """A value of a record (order id, SKU, operator ...) is beyond what the platform accepts (station/limits.py):
-    refused before it is written, since the platform would refuse the record for good."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """An outbox row the platform refused for good: which record, the HTTP status and the platform's reason."""
-
-    record_id: str
-    order_id: str
-    status: int | None
-    reason: str
-    refused_at: str
-    attempts: int
-
-    def to_json(self) -> dict:
-        return {"record_id": self.record_id, "order_id": self.order_id, "status": self.status,
-                "reason": self.reason, "refused_at": self.refused_at, "attempts": self.attempts}
+__all__ = [
+    "MIGRATIONS", "split_sql", "DEFAULT_MIN_FREE_BYTES", "DISK_FULL_ERRNOS", "READ_ONLY_ERRNOS", "StoreError",
+    "RecordLimitError", "DeadLetter", "BoxError", "checked_boxes", "utc_now", "new_record_id", "StoredImage",
+    "PruneReport", "disk_full_hint", "fsync_dir", "comparison_measurements", "decision_json", "measurements_of",
+    "record_from_parts", "OutboxQueue", "StationStore", "EXPORT_COLUMNS", "CSV_FORMULA_STARTS", "csv_safe",
+    "export_rows", "write_export_file",
+]
 
 
 def _check_limits(values: Mapping[str, str | None]) -> None:
@@ -174,85 +55,7 @@ def _check_limits(values: Mapping[str, str | None]) -> None:
         raise RecordLimitError(exc.field, f"{exc}; nothing was written") from None
 
 
-class BoxError(StoreError, ValueError):
-    """A box correction's box is malformed or names a view or class that the record or the detector lacks."""
-
-
-def checked_boxes(boxes: Iterable, views: Iterable[str], classes: Sequence[str]) -> list[dict]:
-    """``boxes`` (each ``{"view", "class", "box_xyxy"}``) checked against the record's ``views`` and the
-    detector's ``classes``; BoxError names the first bad box and what is wrong with it."""
-    views = set(views)
-    clean = []
-    for i, b in enumerate(boxes):
-        if not isinstance(b, Mapping):
-            raise BoxError(f'box {i}: must be {{"view", "class", "box_xyxy"}}, got {b!r}')
-        view, cls, xyxy = b.get("view"), b.get("class"), b.get("box_xyxy")
-        if view not in views:
-            raise BoxError(f"box {i}: the record has no {view!r} view (it has {', '.join(sorted(views))})")
-        if cls not in classes:
-            raise BoxError(f"box {i}: unknown class {cls!r}: use one of {', '.join(classes)}")
-        try:
-            x1, y1, x2, y2 = (float(v) for v in xyxy)
-        except (TypeError, ValueError):
-            raise BoxError(f"box {i}: box_xyxy must be four numbers [x1, y1, x2, y2], got {xyxy!r}") from None
-        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)) or x2 <= x1 or y2 <= y1 or x1 < 0 or y1 < 0:
-            raise BoxError(f"box {i}: [x1, y1, x2, y2] needs 0 <= x1 < x2 and 0 <= y1 < y2, got {xyxy!r}")
-        clean.append({"view": view, "class": cls, "box_xyxy": [x1, y1, x2, y2]})
-    return clean
-
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def new_record_id() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True, slots=True)
-class StoredImage:
-    sha256: str
-    path: Path
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _disk_full_hint(exc: BaseException) -> str:
-    errno = getattr(exc, "errno", None)
-    if errno in DISK_FULL_ERRNOS or "full" in str(exc).lower():
-        return " (disk full: free space or move data_dir; nothing was half-written)"
-    if errno in READ_ONLY_ERRNOS or "readonly" in str(exc).lower().replace("-", "").replace(" ", ""):
-        return " (read-only file system: remount it writable or move data_dir; nothing was half-written)"
-    return ""
-
-
-@dataclass(frozen=True, slots=True)
-class PruneReport:
-    """What retention by disk budget did: images removed (synced ones only) and what is left."""
-
-    pruned: int
-    freed_bytes: int
-    image_bytes: int  # bytes of images still on disk
-    budget_bytes: int
-    unsynced_bytes: int  # bytes that could not be pruned because they are not on the platform yet
-
-    @property
-    def within_budget(self) -> bool:
-        return self.image_bytes <= self.budget_bytes
-
-    def to_json(self) -> dict:
-        return {"pruned": self.pruned, "freed_bytes": self.freed_bytes, "image_bytes": self.image_bytes,
-                "budget_bytes": self.budget_bytes, "unsynced_bytes": self.unsynced_bytes,
-                "within_budget": self.within_budget}
-
-
-class StationStore(SqliteHandle):
+class StationStore(OutboxQueue, SqliteHandle):
     """Opened explicitly with ``open()`` (no I/O in the constructor).
 
     Besides the records it keeps the transactional outbox (every record is queued for the platform in the
@@ -318,7 +121,7 @@ class StationStore(SqliteHandle):
             self.evidence.invalidate()
             if isinstance(exc, StoreError):
                 raise
-            raise StoreError(f"{what}: {exc}{_disk_full_hint(exc)}") from None
+            raise StoreError(f"{what}: {exc}{disk_full_hint(exc)}") from None
 
     def _closed_error(self) -> Exception:
         return StoreError("station store is not open")
@@ -334,7 +137,7 @@ class StationStore(SqliteHandle):
         for version in range(current, len(MIGRATIONS)):
             try:
                 self.db.execute("BEGIN IMMEDIATE")
-                for stmt in _split_sql(MIGRATIONS[version]):
+                for stmt in split_sql(MIGRATIONS[version]):
                     self.db.execute(stmt)
                 self.db.execute(f"PRAGMA user_version = {version + 1}")
                 self.db.execute("COMMIT")
@@ -366,10 +169,10 @@ class StationStore(SqliteHandle):
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
-                raise StoreError(f"cannot write image {path}: {exc.strerror}{_disk_full_hint(exc)}") from None
+                raise StoreError(f"cannot write image {path}: {exc.strerror}{disk_full_hint(exc)}") from None
         try:
             self.db.execute(
                 "INSERT OR IGNORE INTO images(sha256, relpath, bytes, width, height, created_at) "
@@ -378,7 +181,7 @@ class StationStore(SqliteHandle):
             self.db.execute("UPDATE images SET pruned_at = NULL WHERE sha256 = ? AND pruned_at IS NOT NULL",
                             (digest,))
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot record image {digest}: {exc}{_disk_full_hint(exc)}") from None
+            raise StoreError(f"cannot record image {digest}: {exc}{disk_full_hint(exc)}") from None
         return StoredImage(digest, path)
 
     def check_free_space(self, need_bytes: int = 0) -> None:
@@ -560,154 +363,6 @@ class StationStore(SqliteHandle):
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM inspections").fetchone()[0])
 
-    # -------------------------------------------------------------------------------- outbox (sync)
-    def pending_count(self) -> int:
-        """Records waiting for the platform (dead letters not counted: see ``dead_letter_count``)."""
-        return int(self.db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL").fetchone()[0])
-
-    def dead_letter_count(self) -> int:
-        return int(self.db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND dead_at IS NOT NULL").fetchone()[0])
-
-    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """Records the platform refused for good, oldest first."""
-        rows = self.db.execute(
-            """SELECT o.record_id, i.order_id, o.dead_status, o.dead_reason, o.dead_at, o.dead_attempts
-               FROM outbox o JOIN inspections i ON i.record_id = o.record_id
-               WHERE o.sent_at IS NULL AND o.dead_at IS NOT NULL ORDER BY o.seq LIMIT ?""",
-            (-1 if limit is None else int(limit),)).fetchall()
-        return [DeadLetter(rid, order, status, reason or "", at, int(n)) for rid, order, status, reason, at, n in rows]
-
-    def mark_dead(self, refusals: Sequence[tuple[str, int | None, str]]) -> None:
-        """Set aside records the platform refused for good: ``(record_id, http_status, reason)`` each. Later
-        batches skip them; the rest of the outbox flows on."""
-        if not refusals:
-            return
-        now = utc_now()
-        with self._tx(f"set aside {len(refusals)} refused record(s)"):
-            self.db.executemany(
-                "UPDATE outbox SET dead_at = ?, dead_status = ?, dead_reason = ?, dead_attempts = dead_attempts + 1 "
-                "WHERE record_id = ? AND sent_at IS NULL",
-                [(now, status, str(reason)[:2000], rid) for rid, status, reason in refusals])
-
-    def retry_dead(self, record_ids: Sequence[str] | None = None) -> int:
-        """Queue dead letters again (all, or those named), after the platform or the data was fixed; returns how
-        many. The status and reason stay until the next attempt answers."""
-        with self._tx("queue refused records again"):
-            if record_ids is None:
-                cur = self.db.execute("UPDATE outbox SET dead_at = NULL WHERE sent_at IS NULL AND dead_at IS NOT NULL")
-                return cur.rowcount
-            n = 0
-            for rid in record_ids:
-                n += self.db.execute("UPDATE outbox SET dead_at = NULL WHERE record_id = ? AND sent_at IS NULL "
-                                     "AND dead_at IS NOT NULL", (rid,)).rowcount
-            return n
-
-    def outbox_batch(self, limit: int) -> list[dict]:
-        """The oldest unsent records, each as the platform's record payload (row, images, log leaf)."""
-        cur = self.db.execute(
-            """SELECT i.*, l.idx AS leaf_index, l.leaf_hash AS leaf_hash FROM outbox o
-               JOIN inspections i ON i.record_id = o.record_id
-               LEFT JOIN evidence_leaves l ON l.record_id = o.record_id
-               WHERE o.sent_at IS NULL AND o.dead_at IS NULL ORDER BY o.seq LIMIT ?""", (limit,))
-        names = [d[0] for d in cur.description]
-        out = []
-        for row in cur.fetchall():
-            rec = dict(zip(names, row))
-            rec.pop("seq", None)
-            rec["images"] = [{"view": v, "sha256": sh} for v, sh in self.db.execute(
-                "SELECT view, sha256 FROM inspection_images WHERE record_id=? ORDER BY rowid", (rec["record_id"],))]
-            out.append(rec)
-        return out
-
-    def mark_sent(self, record_ids: list[str]) -> None:
-        if not record_ids:
-            return
-        now = utc_now()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("UPDATE outbox SET sent_at = ?, dead_at = NULL WHERE record_id = ? AND sent_at IS NULL",
-                                [(now, rid) for rid in record_ids])
-            self.db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise StoreError(f"cannot mark {len(record_ids)} records as sent: {exc}{_disk_full_hint(exc)}") from None
-
-    def images_to_upload(self, shas: list[str]) -> list[tuple[str, Path]]:
-        out = []
-        for sha in dict.fromkeys(shas):
-            row = self.db.execute("SELECT relpath FROM images WHERE sha256=? AND uploaded_at IS NULL "
-                                  "AND pruned_at IS NULL", (sha,)).fetchone()
-            if row is not None:
-                out.append((sha, self.image_dir / row[0]))
-        return out
-
-    def mark_images_uploaded(self, shas: list[str]) -> None:
-        if not shas:
-            return
-        now = utc_now()
-        with self._tx("mark images uploaded"):
-            self.db.executemany("UPDATE images SET uploaded_at = ? WHERE sha256 = ? AND uploaded_at IS NULL",
-                                [(now, sha) for sha in shas])
-
-    def get_state(self, key: str, default: str | None = None) -> str | None:
-        row = self.db.execute("SELECT value FROM sync_state WHERE key=?", (key,)).fetchone()
-        return row[0] if row else default
-
-    def set_state(self, values: dict[str, str | None]) -> None:
-        with self._tx("save sync state"):
-            for k, v in values.items():
-                if v is None:
-                    self.db.execute("DELETE FROM sync_state WHERE key=?", (k,))
-                else:
-                    self.db.execute("INSERT INTO sync_state(key, value) VALUES (?,?) "
-                                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (k, v))
-
-    def save_pulled(self, table: str, key_field: str, items: list[dict]) -> int:
-        """Store RMAs (``rmas``) or catalogue updates (``catalogue_updates``) pulled from the platform."""
-        if table not in ("rmas", "catalogue_updates"):
-            raise ValueError(table)
-        col = "order_id" if table == "rmas" else "sku"
-        with self._tx(f"save pulled {table}"):
-            for item in items:
-                self.db.execute(f"INSERT INTO {table}({col}, payload, server_seq) VALUES (?,?,?) "
-                                f"ON CONFLICT({col}) DO UPDATE SET payload=excluded.payload, "
-                                f"server_seq=excluded.server_seq",
-                                (item[key_field], json.dumps(item, ensure_ascii=False), int(item["seq"])))
-        return len(items)
-
-    def pulled_max_seq(self, table: str) -> int:
-        if table not in ("rmas", "catalogue_updates"):
-            raise ValueError(table)
-        return int(self.db.execute(f"SELECT COALESCE(MAX(server_seq), 0) FROM {table}").fetchone()[0])
-
-    def _tx(self, what: str):
-        store = self
-
-        class _Tx:
-            def __enter__(self_inner):
-                try:
-                    store.db.execute("BEGIN IMMEDIATE")
-                except sqlite3.Error as e:  # busy, disk I/O, read-only: the same one-line error as a failed write
-                    raise StoreError(f"cannot {what}: {e}{_disk_full_hint(e)}") from None
-
-            def __exit__(self_inner, typ, exc, tb):
-                if typ is None:
-                    try:
-                        store.db.execute("COMMIT")
-                        return False
-                    except sqlite3.Error as e:
-                        exc = e
-                if store.db.in_transaction:
-                    store.db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"cannot {what}: {exc}{_disk_full_hint(exc)}") from None
-                return False
-
-        return _Tx()
-
     # -------------------------------------------------------------------------------- evidence
     def latest_head(self) -> SignedTreeHead | None:
         from station.evidence import latest_head
@@ -761,51 +416,6 @@ class StationStore(SqliteHandle):
         return PruneReport(pruned, freed, total, budget_bytes, unsynced)
 
 
-EXPORT_COLUMNS = ("record_id", "created_at", "station_id", "order_id", "sku", "unit_code", "reason", "channel",
-                  "streamer", "brand", "carrier", "grade", "disposition", "review", "lane", "confidence",
-                  "model_version", "rules_fired", "operator", "overrides", "override_reason")
-
-
-# OWASP "CSV injection": a spreadsheet runs a cell that starts with one of these as a formula (=cmd|' /C calc'!A0).
-# Catalogue and RMA fields come from outside the station, so every text cell that starts so is prefixed with a
-# single quote, which spreadsheets show as text. Numbers (lane, confidence) are written as numbers.
-CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value):
-    """``value`` as a CSV cell a spreadsheet will not evaluate (text only; other values unchanged)."""
-    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def export_rows(rows: Iterator[dict], fmt: str, out: io.TextIOBase) -> int:
-    n = 0
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=[*EXPORT_COLUMNS, "liability", "findings"], extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            decision = json.loads(row["decision_json"])
-            liability = ";".join(f"{s['party']}={s['share']}" for s in decision.get("liability", []))
-            findings = ";".join(f["kind"] for f in json.loads(row["findings_json"]))
-            cells = {**row, "liability": liability, "findings": findings}
-            writer.writerow({k: csv_safe(cells.get(k)) for k in writer.fieldnames})
-            n += 1
-    elif fmt == "jsonl":
-        for row in rows:
-            obj = {k: row[k] for k in EXPORT_COLUMNS}
-            obj["review"] = bool(obj["review"])
-            obj["decision"] = json.loads(row["decision_json"])
-            obj["findings"] = json.loads(row["findings_json"])
-            obj["timings_ms"] = json.loads(row["timings_json"])
-            obj["images"] = row["images"]
-            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            n += 1
-    else:
-        raise ValueError(f"unknown export format {fmt!r}: use csv or jsonl")
-    return n
-
-
 def write_export_file(rows: Iterator[dict], fmt: str, path: Path) -> int:
     """Export to ``path`` atomically: a temporary file beside it, fsynced, then renamed. A full disk (ENOSPC,
     EDQUOT, EFBIG), a read-only file system or any other write error raises StoreError with one line, and no
@@ -819,56 +429,12 @@ def write_export_file(rows: Iterator[dict], fmt: str, path: Path) -> int:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StoreError(f"cannot write {path}: {exc.strerror or exc}{_disk_full_hint(exc)}: "
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}{disk_full_hint(exc)}: "
                          f"pass --out FILE on a disk with space that you may write to") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return n
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
-    statements, buf = [], []
-    for line in script.strip().splitlines():
-        buf.append(line)
-        joined = "\n".join(buf).strip()
-        if joined.endswith(";") and sqlite3.complete_statement(joined):
-            statements.append(joined)
-            buf = []
-    if "\n".join(buf).strip():
-        statements.append("\n".join(buf).strip())
-    return statements
-
-
-def comparison_measurements(identity_score: float | None, delta_e00: float | None,
-                            best_match_sku: str | None) -> dict:
-    """The comparison's measurements as stored with a record (``decision_json["measurements"]``)."""
-    return {"identity_score": None if identity_score is None else round(float(identity_score), 4),
-            "delta_e00": None if delta_e00 is None else round(float(delta_e00), 3),
-            "best_match_sku": best_match_sku}
-
-
-def decision_json(record: InspectionRecord) -> dict:
-    """What the ``decision_json`` column holds: the decision and, when taken, the comparison measurements."""
-    out = record.decision.to_json()
-    if record.measurements is not None:
-        out["measurements"] = dict(record.measurements)
-    return out
-
-
-def measurements_of(row) -> dict | None:
-    """The comparison measurements stored with a record row (``None`` for records written without them)."""
-    return json.loads(row["decision_json"]).get("measurements")
-
-
-def record_from_parts(request: ReturnRequest, findings: list[Finding], decision: Decision, lane: int,
-                      image_hashes: list[tuple[str, str]], model_version: str, station_id: str,
-                      timings_ms: dict[str, float], operator: str | None = None,
-                      measurements: dict | None = None) -> InspectionRecord:
-    return InspectionRecord(new_record_id(), request, tuple(findings), decision, lane,
-                            tuple(image_hashes), model_version, station_id, utc_now(), timings_ms, operator,
-                            measurements=measurements)
