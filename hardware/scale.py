@@ -270,6 +270,7 @@ class MtSicsScale:
         self.serial_number: str | None = None
         self.last_error = ""
         self.garbled_lines = 0
+        self.last_measurement: WeightMeasurement | None = None  # what the status bar shows
 
     # ------------------------------------------------------------------------------------ transport
 
@@ -427,7 +428,8 @@ class MtSicsScale:
         t0 = time.perf_counter()
 
         def done(state: ScaleState, grams: float | None, detail: str) -> WeightMeasurement:
-            return WeightMeasurement(state, grams, detail, (time.perf_counter() - t0) * 1000)
+            self.last_measurement = WeightMeasurement(state, grams, detail, (time.perf_counter() - t0) * 1000)
+            return self.last_measurement
 
         try:
             grams = self.read_stable()

@@ -511,7 +511,7 @@ def catalogue_import(
     try:
         # Only catalogue.csv and the images it names are copied, each checked (no links, fifos or devices, no
         # path out of the folder, decodable, bounded pixels); on any refusal nothing is left behind.
-        staged = stage_import(directory, staging)
+        staged = stage_import(directory, staging, views=cfg.station.views)
         previous = dest / CACHE_DIR / INDEX_FILE
         if previous.is_file() and not previous.is_symlink():
             # Embeddings are keyed by image hash: views already indexed are not embedded again.
@@ -743,6 +743,7 @@ def dataset_generate(
         help="folder of real photos (python -m models.real_photos) for real negatives and composited defects")] = None,
     negative_share: Annotated[float, typer.Option(min=0, max=1, help="share of real undamaged photos")] = 0.0,
     composite_share: Annotated[float, typer.Option(min=0, max=1, help="share of real photos with defects painted on")] = 0.0,
+    photo_share: Annotated[float, typer.Option(min=0, max=1, help="share from the third generator (models.photo_defects) on the real photos")] = 0.0,
 ) -> None:
     """Render a defect dataset: the procedural renderer, and with --real-photos real negatives and defects
     composited onto real photos (models.composite)."""
@@ -750,15 +751,15 @@ def dataset_generate(
 
     from models.dataset import DatasetSpec, write_dataset
 
-    if (negative_share or composite_share) and real_photos is None:
-        fail("--negative-share and --composite-share need --real-photos DIR (python -m models.real_photos)")
-    if negative_share + composite_share > 1:
-        fail("--negative-share plus --composite-share must not exceed 1")
+    if (negative_share or composite_share or photo_share) and real_photos is None:
+        fail("--negative-share, --composite-share and --photo-share need --real-photos DIR (python -m models.real_photos)")
+    if negative_share + composite_share + photo_share > 1:
+        fail("--negative-share plus --composite-share plus --photo-share must not exceed 1")
     if real_photos is not None and not real_photos.is_dir():
         fail(f"--real-photos {real_photos}: no such folder (extract it with python -m models.real_photos)")
     spec = DatasetSpec(train_n, val_n, test_n, seed, size, shifted=shifted,
                        real_photos=str(real_photos) if real_photos else None, negative_share=negative_share,
-                       composite_share=composite_share)
+                       composite_share=composite_share, photo_share=photo_share)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("rendering", total=train_n + val_n + test_n)
         try:

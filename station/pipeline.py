@@ -8,7 +8,7 @@ import datetime
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -208,6 +208,14 @@ class InspectionPipeline:
             return TextCheck((), (TrailNote("T-OCR-UNAVAILABLE", "text reading is off ([ocr] enabled = false): serial "
                                                                 "and date not checked, a supervisor checks them",
                                            review=True),), {"state": "off"})
+        wanted = self.catalogue.text_views(item.sku)
+        # Only the views the catalogue says carry the text (OCR costs ~250 ms a view); None: every view.
+        frames = [f for f in frames if wanted is None or f.view in wanted]
+        if not frames:
+            return TextCheck((), (TrailNote("T-TEXT-VIEW-MISSING", f"the text is on the {', '.join(wanted)} view, "
+                                                                  f"which was not captured: serial and date not "
+                                                                  f"checked, a supervisor checks them",
+                                           review=True),), {"state": "view_missing", "text_views": list(wanted)})
         try:
             reading = self.text_reader.read_frames(frames, serial_pattern=pattern, today=self.today())
         except OcrUnavailable as exc:  # the decision is still made, by a person for what OCR would have checked
@@ -215,7 +223,9 @@ class InspectionPipeline:
             return TextCheck((), (TrailNote("T-OCR-UNAVAILABLE", f"text could not be read ({exc}): serial and date "
                                                                 f"not checked, a supervisor checks them",
                                            review=True),), {"state": "unavailable", "detail": str(exc)})
-        return self.rules.check_text(item, reading, request.serial, pattern, shelf, self.today())
+        check = self.rules.check_text(item, reading, request.serial, pattern, shelf, self.today())
+        return replace(check, record={**check.record, "text_views": [f.view for f in frames],
+                                      "lots": [lot.to_json() for lot in reading.lots]})
 
     def weigh(self, item, measurement: WeightMeasurement, comparison: Comparison) -> Weighing:
         """The scale's measurement against the catalogue's unit weight (rules: ``settings.weight_tolerance``)."""

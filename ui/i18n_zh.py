@@ -193,6 +193,14 @@ ZH: dict[str, str] = {
     "clear": "正常",
     "Camera: {camera} · Conveyor: {conveyor} · E-stop: {estop} · Scanner: keyboard wedge":
         "相机：{camera} · 输送线：{conveyor} · 急停：{estop} · 扫码枪：键盘输入",
+    "stable {grams} g": "稳定 {grams} 克",
+    "unstable": "不稳定",
+    "empty": "秤上无物",
+    "fault": "故障",
+    "Scale: {state}": "电子秤：{state}",
+    "Labels: ok": "标签：正常",
+    "Labels: {n} waiting": "标签：{n} 张待打印",
+    "last failure: {error}": "上次失败：{error}",
     "Exporting evidence": "正在导出证据包",
     "Calibration": "校准",
     "Supervisors and administrators": "仅限主管和管理员",
@@ -438,4 +446,5 @@ RULES_ZH: dict[str, str] = {
     "T-DATE-OK": "读到的保质期在余量之外，未临期",
     "T-DATE-UNREAD": "有保质期的商品，但读不到保质期、最佳食用日期或生产日期：由主管核对日期",
     "T-OCR-UNAVAILABLE": "无法读取商品上的文字：序列号和日期未核对，由主管核对",
+    "T-TEXT-VIEW-MISSING": "未拍摄印有文字的视角：序列号和日期未核对，由主管核对",
 }

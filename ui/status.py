@@ -8,6 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from hardware.conveyor import BenchTotes, SimulatedConveyor
+from station.licence_plate import labels_status
 from station.sync import SyncStatus, read_status
 from ui.i18n import tr
 from vision.camera import FolderCamera, SyntheticCamera
@@ -21,6 +22,12 @@ class StationStatus:
     jammed: bool | None
     sync_configured: bool
     sync: SyncStatus | None
+    # absent (no [scale]) | not_open | connected | disconnected | stable | unstable | empty | fault
+    scale: str = "absent"
+    scale_grams: float | None = None
+    labels: str = "off"  # off (no printer) | ok | waiting
+    labels_waiting: int = 0
+    labels_error: str = ""  # the oldest waiting label's last print failure
 
 
 def _camera_state(camera) -> str:
@@ -43,11 +50,39 @@ def _conveyor_state(conveyor) -> tuple[str, bool | None, bool | None]:
     return ("connected" if up else "down"), getattr(conveyor, "estop", None), getattr(conveyor, "jammed", None)
 
 
+def _scale_state(scale) -> tuple[str, float | None]:
+    """(state, grams of the last stable weighing); the scale opens on the first weighing."""
+    if scale is None:
+        return "absent", None
+    last = getattr(scale, "last_measurement", None)
+    if not getattr(scale, "connected", False):
+        return ("disconnected" if last is not None or getattr(scale, "last_error", "") else "not_open"), None
+    if last is None:
+        return "connected", None
+    state = str(last.state)
+    if state == "stable":
+        return "stable", last.grams
+    return (state if state in ("unstable", "empty") else "fault"), None
+
+
+def _labels_state(outbound) -> tuple[str, int, str]:
+    """(state, labels waiting, the oldest waiting one's last failure) from the label spool (labels.db)."""
+    if outbound is None or getattr(outbound, "printer", None) is None:
+        return "off", 0, ""
+    status = labels_status(outbound.data_dir / "labels.db")
+    waiting = int(status["unprinted"])
+    error = next((lab.get("last_error") or "" for lab in status["unprinted_labels"]), "")
+    return ("waiting" if waiting else "ok"), waiting, error
+
+
 def read_station_status(station) -> StationStatus:
-    """Worker thread only: reads the backends' state flags and the store's sync state (one small query)."""
+    """Worker thread only: reads the backends' state flags, the label spool and the store's sync state."""
     conveyor, estop, jammed = _conveyor_state(station.conveyor)
+    scale, grams = _scale_state(getattr(station.pipeline, "scale", None))
+    labels, waiting, error = _labels_state(getattr(station.pipeline, "outbound", None))
     return StationStatus(_camera_state(station.camera), conveyor, estop, jammed,
-                         station.config.sync.url is not None, read_status(station.store))
+                         station.config.sync.url is not None, read_status(station.store),
+                         scale, grams, labels, waiting, error)
 
 
 # ------------------------------------------------------------------------------------------- texts
@@ -96,8 +131,22 @@ def hardware_text(s: StationStatus | None) -> str:
     if s.jammed:
         conveyor += " · " + tr("JAM")
     estop = tr("not reported") if s.estop is None else (tr("PRESSED") if s.estop else tr("clear"))
-    return tr("Camera: {camera} · Conveyor: {conveyor} · E-stop: {estop} · Scanner: keyboard wedge",
+    line = tr("Camera: {camera} · Conveyor: {conveyor} · E-stop: {estop} · Scanner: keyboard wedge",
               camera=camera, conveyor=conveyor, estop=estop)
+    if s.scale != "absent":  # only stations with a scale or a printer say anything about them
+        scale = (tr("stable {grams} g", grams=f"{s.scale_grams:.1f}") if s.scale == "stable" and s.scale_grams
+                 is not None else {"not_open": tr("not opened yet"), "connected": tr("connected"),
+                                   "disconnected": tr("DISCONNECTED"), "unstable": tr("unstable"),
+                                   "empty": tr("empty"), "fault": tr("fault")}.get(s.scale, s.scale))
+        line += " · " + tr("Scale: {state}", state=scale)
+    if s.labels != "off":
+        if s.labels == "ok":
+            line += " · " + tr("Labels: ok")
+        else:
+            line += " · " + tr("Labels: {n} waiting", n=s.labels_waiting)
+            if s.labels_error:
+                line += " · " + tr("last failure: {error}", error=s.labels_error)
+    return line
 
 
 def alarm(s: StationStatus | None) -> bool:

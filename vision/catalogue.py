@@ -2,49 +2,38 @@
 
 A catalogue is a folder with ``catalogue.csv`` (one row per reference image; columns ``sku, category,
 brand, image`` and optional ``name, lab_l, lab_a, lab_b, width_mm, height_mm, depth_mm, weight_g, hygiene,
-safety, liquid, serial_pattern, shelf_life_days``) and the images it names by relative path. The built-in sample catalogue is rendered
-by code (``build_sample_catalogue``), never shipped as binary files.
+safety, liquid, serial_pattern, shelf_life_days, text_views``; vision.catalogue_columns validates them) and the
+images it names by relative path. The built-in sample catalogue is rendered by code (``build_sample_catalogue``),
+never shipped as binary files.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 import os
-import re
 import shutil
 import stat
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from calibration.colour import bgr_to_lab_d50
 from station.domain import CatalogueItem, DimensionsMm, LabColour
+from vision.catalogue_columns import (MAX_SERIAL_PATTERN_CHARS, MAX_SHELF_LIFE_DAYS, MAX_UNIT_WEIGHT_G,  # noqa: F401
+                                      TEXT_VIEW_SEPARATOR, CatalogueError, flag, number, one_per_sku,
+                                      serial_pattern, shelf_life, text_views_parser, unit_weight)
 from vision.synth import ProductLook, ProductShape, SceneStyle, render_item
 
 REQUIRED_COLUMNS = ("sku", "category", "brand", "image")
-_TRUE = {"1", "true", "yes", "y"}
-_FALSE = {"", "0", "false", "no", "n"}
 MAX_FIELD_CHARS = 4096  # any one CSV value
 MAX_CSV_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # a reference view larger than this only slows every inspection down
 MAX_IMAGE_BYTES = 128 * 1024 * 1024
-# A unit's weight as packed (grams), checked on the bench scale. Above half a tonne it is a typo (kg for g),
-# not a parcel a bench weighs.
-MAX_UNIT_WEIGHT_G = 500_000.0
-# A serial_pattern is a Python regex matched whole against what is read after S/N, SN, Serial or IMEI, or any
-# token on the item; capped so a catalogue cannot make every read slow.
-MAX_SERIAL_PATTERN_CHARS = 200
-MAX_SHELF_LIFE_DAYS = 20 * 366  # longer than any dated product's shelf life: a typo (hours, or a date)
-
-
-class CatalogueError(ValueError):
-    """The catalogue folder or CSV is invalid; the message names the file, row and column."""
 
 
 class UnknownSkuError(KeyError):
@@ -68,6 +57,8 @@ class Catalogue:
     # SKUs that carry printed text the station reads (vision.ocr); other SKUs are never read.
     serial_patterns: dict[str, str] = field(default_factory=dict)
     shelf_lives_days: dict[str, int] = field(default_factory=dict)
+    # SKU -> the views its serial or date is printed on (column text_views, "back|bottom"): OCR reads only those.
+    text_views_by_sku: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def unit_weight_g(self, sku: str) -> float | None:
         return self.unit_weights_g.get(sku)
@@ -77,6 +68,10 @@ class Catalogue:
 
     def shelf_life_days(self, sku: str) -> int | None:
         return self.shelf_lives_days.get(sku)
+
+    def text_views(self, sku: str) -> tuple[str, ...] | None:
+        """The views OCR reads for this SKU; None: every view (the catalogue does not say where the text is)."""
+        return self.text_views_by_sku.get(sku)
 
     def expects_text(self, sku: str) -> bool:
         """Whether the SKU carries a serial or a date the station must read."""
@@ -96,10 +91,11 @@ class Catalogue:
 
     @classmethod
     def load(cls, root: Path, image_check: Callable[[str, Path], None] | None = None,
-             csv_bytes: bytes | None = None) -> "Catalogue":
+             csv_bytes: bytes | None = None, views: Sequence[str] | None = None) -> "Catalogue":
         """Load and validate a catalogue folder. ``image_check(rel, path)`` (used by :func:`stage_import`)
         replaces the plain "is a file" check of each image and raises ValueError with what is wrong;
-        ``csv_bytes`` is catalogue.csv's content when the caller has read it already."""
+        ``csv_bytes`` is catalogue.csv's content when the caller has read it already; ``views``: the station's
+        views, when known (a text_views name outside them is refused)."""
         root = Path(root)
         csv_path = root / "catalogue.csv"
         if csv_bytes is None:
@@ -147,96 +143,13 @@ class Catalogue:
                 raise CatalogueError(f"{csv_path}:{line}: empty sku")
             grouped.setdefault(row["sku"], []).append((line, row))
         items = {sku: _item_from_rows(csv_path, root, sku, group, image_check) for sku, group in grouped.items()}
-        weights = {sku: w for sku, group in grouped.items() if (w := _unit_weight(csv_path, sku, group)) is not None}
-        patterns = {sku: p for sku, group in grouped.items()
-                    if (p := _one_per_sku(csv_path, sku, group, "serial_pattern", _serial_pattern)) is not None}
-        shelf = {sku: d for sku, group in grouped.items()
-                 if (d := _one_per_sku(csv_path, sku, group, "shelf_life_days", _shelf_life)) is not None}
-        return cls(root, items, weights, patterns, shelf)
 
+        def per_sku(column: str, parse) -> dict:
+            return {sku: v for sku, group in grouped.items()
+                    if (v := one_per_sku(csv_path, sku, group, column, parse)) is not None}
 
-def _flag(csv_path: Path, line: int, row: dict[str, str], column: str) -> bool:
-    value = row.get(column, "").lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise CatalogueError(f"{csv_path}:{line}: column {column!r} must be true/false, got {row[column]!r}")
-
-
-def _number(csv_path: Path, line: int, row: dict[str, str], column: str) -> float | None:
-    value = row.get(column, "")
-    if value == "":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise CatalogueError(f"{csv_path}:{line}: column {column!r} must be a number, got {value!r}") from None
-    if not math.isfinite(number):  # nan compares false with everything: a colour check would always pass
-        raise CatalogueError(f"{csv_path}:{line}: column {column!r} must be a finite number, got {value!r}: "
-                             f"give the measured value or leave it empty")
-    return number
-
-
-def _unit_weight(csv_path: Path, sku: str, group: list[tuple[int, dict[str, str]]]) -> float | None:
-    """The SKU's weight_g: finite, above 0, at most MAX_UNIT_WEIGHT_G, and the same on every row that gives it
-    (two weights for one SKU would make the scale check depend on row order)."""
-    found: tuple[int, float] | None = None
-    for line, row in group:
-        grams = _number(csv_path, line, row, "weight_g")
-        if grams is None:
-            continue
-        if not 0 < grams <= MAX_UNIT_WEIGHT_G:
-            raise CatalogueError(f"{csv_path}:{line}: column 'weight_g' must be above 0 and at most "
-                                 f"{MAX_UNIT_WEIGHT_G:g} g, got {row['weight_g']!r}: give the packed unit's weight "
-                                 f"in grams or leave it empty")
-        if found is not None and found[1] != grams:
-            raise CatalogueError(f"{csv_path}:{line}: weight_g {grams:g} for SKU {sku!r} differs from "
-                                 f"{found[1]:g} on line {found[0]}: give one weight per SKU")
-        found = found or (line, grams)
-    return None if found is None else found[1]
-
-
-def _serial_pattern(csv_path: Path, line: int, value: str) -> str:
-    if len(value) > MAX_SERIAL_PATTERN_CHARS:
-        raise CatalogueError(f"{csv_path}:{line}: column 'serial_pattern' is longer than {MAX_SERIAL_PATTERN_CHARS} "
-                             f"characters: give a shorter regex")
-    try:
-        compiled = re.compile(value)
-    except re.error as exc:
-        raise CatalogueError(f"{csv_path}:{line}: column 'serial_pattern' {value!r} is not a valid regex ({exc}): "
-                             f"fix it, e.g. SB[0-9A-Z]{{8}}") from None
-    if compiled.fullmatch("") is not None:
-        raise CatalogueError(f"{csv_path}:{line}: column 'serial_pattern' {value!r} matches an empty serial: give a "
-                             f"pattern of the serial itself, e.g. SB[0-9A-Z]{{8}}")
-    return value
-
-
-def _shelf_life(csv_path: Path, line: int, value: str) -> int:
-    try:
-        days = int(value)
-    except ValueError:
-        raise CatalogueError(f"{csv_path}:{line}: column 'shelf_life_days' must be a whole number of days, got "
-                             f"{value!r}") from None
-    if not 1 <= days <= MAX_SHELF_LIFE_DAYS:
-        raise CatalogueError(f"{csv_path}:{line}: column 'shelf_life_days' must be between 1 and "
-                             f"{MAX_SHELF_LIFE_DAYS} days, got {value!r}: give the shelf life in days or leave it empty")
-    return days
-
-
-def _one_per_sku(csv_path: Path, sku: str, group: list[tuple[int, dict[str, str]]], column: str, parse):
-    """A per-SKU column: parsed and the same on every row that gives it (else the check depends on row order)."""
-    found = None
-    for line, row in group:
-        raw = row.get(column, "")
-        if raw == "":
-            continue
-        value = parse(csv_path, line, raw)
-        if found is not None and found[1] != value:
-            raise CatalogueError(f"{csv_path}:{line}: {column} {raw!r} for SKU {sku!r} differs from {found[1]!r} on "
-                                 f"line {found[0]}: give one value per SKU")
-        found = found or (line, value)
-    return None if found is None else found[1]
+        return cls(root, items, per_sku("weight_g", unit_weight), per_sku("serial_pattern", serial_pattern),
+                   per_sku("shelf_life_days", shelf_life), per_sku("text_views", text_views_parser(views)))
 
 
 def confined_path(rel: str) -> str | None:
@@ -271,15 +184,15 @@ def _item_from_rows(csv_path: Path, root: Path, sku: str, group: list[tuple[int,
         elif not (root / rel).is_file():
             raise CatalogueError(f"{csv_path}:{ln}: image {rel!r} for SKU {sku!r} not found under {root}")
         images.append(rel)
-    lab_vals = [_number(csv_path, line, first, c) for c in ("lab_l", "lab_a", "lab_b")]
+    lab_vals = [number(csv_path, line, first, c) for c in ("lab_l", "lab_a", "lab_b")]
     lab = LabColour(*lab_vals) if all(v is not None for v in lab_vals) else None
-    w, h, d = (_number(csv_path, line, first, c) for c in ("width_mm", "height_mm", "depth_mm"))
+    w, h, d = (number(csv_path, line, first, c) for c in ("width_mm", "height_mm", "depth_mm"))
     dims = DimensionsMm(w, h, d) if w is not None and h is not None else None
     return CatalogueItem(
         sku=sku, category=first["category"], brand=first["brand"], name=first.get("name", ""),
         reference_images=tuple(images), reference_lab=lab, dimensions_mm=dims,
-        hygiene=_flag(csv_path, line, first, "hygiene"), safety=_flag(csv_path, line, first, "safety"),
-        liquid=_flag(csv_path, line, first, "liquid"),
+        hygiene=flag(csv_path, line, first, "hygiene"), safety=flag(csv_path, line, first, "safety"),
+        liquid=flag(csv_path, line, first, "liquid"),
     )
 
 
@@ -409,14 +322,16 @@ def _write_new(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def stage_import(source: Path, staging: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> "Catalogue":
+def stage_import(source: Path, staging: Path, max_pixels: int = MAX_IMAGE_PIXELS,
+                 views: Sequence[str] | None = None) -> "Catalogue":
     """Validate a catalogue folder for `station catalogue import` and copy what it names (catalogue.csv and
     the images its rows name, nothing else) into ``staging``, a new folder; returns the staged catalogue.
 
     Refused with a CatalogueError naming the row or file: symbolic links, fifos, devices and other special
     files (for catalogue.csv, an image, or a folder on an image's path), image paths that are absolute or leave
     the folder, files that are not decodable images or are larger than ``max_pixels`` (checked from the header
-    before decoding), non-finite numbers and over-long values. On any failure ``staging`` is removed."""
+    before decoding), non-finite numbers and over-long values, text_views outside ``views`` (the station's
+    ``[station] views``, when given). On any failure ``staging`` is removed."""
     source = Path(source)
     staging = Path(staging)
     csv_path = source / "catalogue.csv"
@@ -454,9 +369,9 @@ def stage_import(source: Path, staging: Path, max_pixels: int = MAX_IMAGE_PIXELS
         raise CatalogueError(f"cannot stage the catalogue in {staging}: {exc.strerror or exc}: remove it or check "
                              f"the data folder") from None
     try:
-        Catalogue.load(source, image_check=check, csv_bytes=csv_bytes)
+        Catalogue.load(source, image_check=check, csv_bytes=csv_bytes, views=views)
         _write_new(staging / "catalogue.csv", csv_bytes)  # last: a half-staged folder has no catalogue.csv
-        return Catalogue.load(staging)  # the copy must load too before it replaces the active one
+        return Catalogue.load(staging, views=views)  # the copy must load too before it replaces the active one
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise CatalogueError(f"cannot stage the catalogue in {staging}: {exc.strerror or exc}: free space or "
@@ -479,6 +394,7 @@ class SampleSku:
     weight_g: float | None = None  # the packed unit, as the bench scale weighs it
     serial_pattern: str | None = None  # regex of the unit's printed serial (the station reads and checks it)
     shelf_life_days: int | None = None  # a dated product: its printed expiry is read and checked
+    text_views: tuple[str, ...] = ()  # where the serial or date is printed (OCR reads only these); (): every view
     hygiene: bool = False
     safety: bool = False
     liquid: bool = False
@@ -493,7 +409,7 @@ SAMPLE_SKUS: tuple[SampleSku, ...] = (
               safety=True),
     SampleSku("GAD-EARBUD-X2", "Wireless earbuds X2 (boxed)", "electronics", "soundbee",
               ProductLook(ProductShape.CARTON, (40, 40, 45), (0, 200, 255), 303, 1.1), weight_g=180.0,
-              serial_pattern=r"SB[0-9A-HJ-NPR-Z]{8}"),
+              serial_pattern=r"SB[0-9A-HJ-NPR-Z]{8}", text_views=("front",)),
     SampleSku("APP-TEE-M", "Cotton T-shirt, size M", "apparel", "urbanwear",
               ProductLook(ProductShape.GARMENT, (150, 110, 40), (240, 240, 240), 404, 0.9), weight_g=210.0),
     SampleSku("COS-LOTION-200", "Body lotion 200 ml", "cosmetics", "glowlab",
@@ -510,7 +426,7 @@ SAMPLE_SKUS: tuple[SampleSku, ...] = (
               ProductLook(ProductShape.GADGET, (90, 80, 70), (0, 140, 255), 909, 0.9), weight_g=540.0),
     SampleSku("FORM-TIN-800", "Infant formula 800 g tin", "infant_feeding", "mamacare",
               ProductLook(ProductShape.BOTTLE, (215, 235, 240), (60, 150, 220), 1010, 0.8), weight_g=980.0,
-              shelf_life_days=540, hygiene=True),
+              shelf_life_days=540, text_views=("front",), hygiene=True),
 )
 SAMPLE_VIEWS = ("front", "side", "top")
 REFERENCE_SIZE = (480, 480)
@@ -573,6 +489,7 @@ def build_catalogue(root: Path, skus: tuple[SampleSku, ...] | list[SampleSku]) -
                          "weight_g": "" if s.weight_g is None else f"{s.weight_g:g}",
                          "serial_pattern": s.serial_pattern or "",
                          "shelf_life_days": "" if s.shelf_life_days is None else str(s.shelf_life_days),
+                         "text_views": TEXT_VIEW_SEPARATOR.join(s.text_views),
                          "hygiene": str(s.hygiene).lower(), "safety": str(s.safety).lower(),
                          "liquid": str(s.liquid).lower()})
     tmp = csv_path.with_suffix(".tmp")

@@ -4,8 +4,9 @@ The engine is RapidOCR (PP-OCR detector and recogniser on ONNX Runtime). Its whe
 module points the engine at those files explicitly and refuses any download, so a station without network reads
 text exactly as one with it, and a broken install fails with one clear line (:class:`OcrUnavailable`).
 
-Reading (``TextReader``) and parsing (``parse_lines``) are separate: the parser is plain Python on the text lines
-and is what the rules rest on (serials, dates with their kind, each with the view and box it was read in).
+Reading (``TextReader``) and parsing (``parse_lines``, ``parse_lots``) are separate: the parser is plain Python
+on the text lines and is what the rules rest on (serials, lot codes, dates with their kind, each with the view
+and box it was read in).
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ class SerialRead:
 
 
 @dataclass(frozen=True, slots=True)
+class LotRead:
+    """A lot (batch) code read on the item: the value after LOT, L, BATCH or B:, with the label it followed."""
+
+    value: str
+    label: str
+    text: str
+    score: float
+    view: str
+    box_xyxy: tuple[float, float, float, float]
+
+    def to_json(self) -> dict:
+        return {"lot": self.value, "label": self.label, "text": self.text, "score": round(self.score, 4),
+                "view": self.view, "box_xyxy": [round(v, 1) for v in self.box_xyxy]}
+
+
+@dataclass(frozen=True, slots=True)
 class DateRead:
     kind: DateKind
     date: date
@@ -96,13 +113,17 @@ class TextReading:
     dates: tuple[DateRead, ...]
     views: tuple[str, ...] = ()
     elapsed_ms: float = 0.0
+    lots: tuple[LotRead, ...] = ()
 
     def to_json(self) -> dict:
-        """The ``station read-text --json`` contract: texts, serials (strings), dates; plus detail fields."""
+        """The ``station read-text --json`` contract: texts, serials (strings), dates; plus lots (strings) and
+        detail fields."""
         return {
             "texts": [ln.to_json() for ln in self.lines],
             "serials": list(dict.fromkeys(s.value for s in self.serials)),
             "dates": [d.to_json() for d in self.dates],
+            "lots": list(dict.fromkeys(lot.value for lot in self.lots)),
+            "lot_reads": [lot.to_json() for lot in self.lots],
             "serial_reads": [{"serial": s.value, "label": s.label, "text": s.text, "score": round(s.score, 4),
                               "view": s.view, "box_xyxy": [round(v, 1) for v in s.box_xyxy]} for s in self.serials],
             "views": list(self.views),
@@ -136,6 +157,13 @@ _IMEI = re.compile(_B + r"IME[I1L|]\s*(?:NO\.?|1|2)?\s*[:#.]?\s*((?:[\dO][\s\-]?
 _SERIAL = re.compile(
     _B + r"([S5]\s?/\s?N|[S5]N|SER[I1L]AL(?:\s*(?:NO\.?|NUMBER|NUM|#))?|SER\.?\s*NO\.?)\s*[:#.]?\s*([A-Z0-9][A-Z0-9\-]{3,39})",
     re.I)
+# Lot codes: LOT (No.), BATCH (No., code), B: (only with its colon: "B 12" is no label) and L, the EU's lot mark,
+# alone or run into its code ("L2389A"). The code holds a digit (a "LOT: see base" names none).
+_LOT = re.compile(
+    _B + r"(L[O0]T(?:\s*(?:NO\.?|NUMBER|#))?|BATCH(?:\s*(?:NO\.?|NUMBER|CODE|#))?|B(?=\s*:)|L(?=[\s:.#\-]|\d))"
+    r"\s*[:#.\-]?\s*([A-Z0-9][A-Z0-9\-]{2,23})", re.I)
+# a date or serial label the code ran into where OCR lost the space ("6021BEXP14"): the code ends there
+_RUN_ON = re.compile(r"(?:EXP|BBE?|MFG|MFD|PR[O0]D|USE|BEST|SN|IMEI)(?=[\d:./\-]|$)")
 _DIGIT_LOOKALIKES = str.maketrans({"O": "0", "Q": "0", "I": "1"})
 _MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 _MONTHS["SEPT"] = 9
@@ -309,6 +337,33 @@ def parse_lines(lines: Sequence[TextLine], serial_pattern: str | None = None,
     return serials, dates
 
 
+def parse_lots(lines: Sequence[TextLine]) -> list[LotRead]:
+    """Lot codes in the text lines of an item's views: the value after LOT, LOT No., BATCH (No.), B: or the EU's
+    L ("L 2389A", "L2389A"), holding at least one digit, 3 to 24 letters, digits and dashes. A span a serial
+    label (S/N, IMEI) or a date takes is neither ("Serial No. L4ND1E" is a serial; "L 12/03/27" a date)."""
+    lots: list[LotRead] = []
+    for row in sorted(_merge_rows(lines), key=lambda r: (r.view, r.box_xyxy[1])):
+        upper = row.text.upper()
+        taken = [(m.start(), m.end()) for p in (_SERIAL, _IMEI) for m in p.finditer(upper)]
+        taken += [(start, end) for start, end, dm, form in _dates_in(upper)
+                  if form == "dmon" or _date_of(form, dm, DateKind.UNKNOWN) is not None]
+        for m in _LOT.finditer(upper):
+            if any(s <= m.start(2) < e for s, e in taken):
+                continue  # the value is a serial's or a date
+            # a date or serial OCR ran on into the code without a space ends it
+            end = min([s for s, e in taken if m.start(2) < s < m.end(2)], default=m.end(2))
+            value = upper[m.start(2):end].strip("-")
+            cut = next((r.start() for r in _RUN_ON.finditer(value) if r.start() >= 3), None)
+            if cut is not None and any(ch.isdigit() for ch in value[:cut]):
+                value = value[:cut]
+            if len(value) < 3 or not any(ch.isdigit() for ch in value):
+                continue
+            label = "LOT" if m[1][1:2] in ("O", "0") else "BATCH" if m[1].startswith("BATCH") else m[1]
+            if all(lot.value != value or lot.view != row.view for lot in lots):
+                lots.append(LotRead(value, label, row.text, row.score, row.view, row.box_xyxy))
+    return lots
+
+
 # ----------------------------------------------------------------------------------------------- engine
 
 def bundled_model_dir() -> Path:
@@ -426,4 +481,4 @@ class TextReader:
         lines = [ln for f in frames for ln in self.read_image(f.image, f.view)]
         serials, dates = parse_lines(lines, serial_pattern, today)
         return TextReading(tuple(lines), tuple(serials), tuple(dates), tuple(f.view for f in frames),
-                           (time.perf_counter() - t0) * 1000)
+                           (time.perf_counter() - t0) * 1000, tuple(parse_lots(lines)))

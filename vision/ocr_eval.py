@@ -4,9 +4,11 @@
 
 Each generated label is a printed sticker on the grey bench: a serial line (``S/N``, ``SN``, ``Serial No.`` or an
 ``IMEI`` with its Luhn digit) and a date line (EXP, BB, Best before, Use by, MFG / PROD in YYYY-MM-DD,
-DD/MM/YYYY, MM/YYYY, DD.MM.YY or "12 MAR 2027"), drawn in OpenCV's Hershey fonts and, where found on the
+DD/MM/YYYY, MM/YYYY, DD.MM.YY or "12 MAR 2027") and on half of them a lot line (LOT, LOT:, Lot No., L, BATCH or
+B:), drawn in OpenCV's Hershey fonts and, where found on the
 machine, a TrueType font (DejaVu), at several sizes, rotated within ±15°, blurred and JPEG-compressed. A serial
-counts when the exact serial is among those read; a date when the exact date is read with its kind.
+counts when the exact serial is among those read; a date when the exact date is read with its kind; a lot when
+the exact code is among the lots read (and a lot read on a label without one is counted as false).
 
 ``--real DIR``: photos without ground truth (e.g. build/real/label_recognition): reports how many of them
 yield a date or a serial, and what was read, for a person to check.
@@ -36,6 +38,7 @@ TTF_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share
 DATE_LABELS = (("EXP", DateKind.EXPIRY), ("Use by", DateKind.EXPIRY), ("BB", DateKind.BEST_BEFORE),
                ("Best before", DateKind.BEST_BEFORE), ("MFG", DateKind.PRODUCTION), ("PROD", DateKind.PRODUCTION))
 DATE_FORMS = ("ymd", "dmy", "my", "dmyy", "dmony")
+LOT_FORMS = ("LOT {}", "LOT: {}", "Lot No. {}", "L{}", "L {}", "BATCH {}", "B: {}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class GeneratedLabel:
     kind: DateKind
     lines: tuple[str, ...]
     font: str
+    lot: str | None = None  # the lot code printed, when the label has a lot line
 
 
 def imei(rng: np.random.Generator) -> str:
@@ -96,8 +100,12 @@ def generate_label(rng: np.random.Generator, ttf: list[str]) -> GeneratedLabel:
                      else calendar.monthrange(when.year, when.month)[1])
     date_line = f"{label} {text}" if rng.random() < 0.8 else f"{label}: {text}"
     lines = [serial_line, date_line]
+    lot = None
     if rng.random() < 0.5:
-        lines.insert(1, f"LOT {int(rng.integers(1000, 99999))}{rng.choice(list('ABCDEFGH'))}")
+        number = int(rng.integers(1000, 99999))
+        lot = f"{number}{rng.choice(list('ABCDEFGH'))}"
+        # the label form follows from the number, so the draws (and the labels of a seed) stay as they were
+        lines.insert(1, LOT_FORMS[number % len(LOT_FORMS)].format(lot))
     use_ttf = bool(ttf) and rng.random() < 0.4
     if use_ttf:
         path = ttf[int(rng.integers(0, len(ttf)))]
@@ -143,7 +151,7 @@ def generate_label(rng: np.random.Generator, ttf: list[str]) -> GeneratedLabel:
     ok, buf = cv2.imencode(".jpg", rotated, [cv2.IMWRITE_JPEG_QUALITY, quality])
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return GeneratedLabel(image, serial, meant, kind, tuple(lines),
-                          f"{font} rot {angle:+.0f} blur {sigma:.1f} q{quality}")
+                          f"{font} rot {angle:+.0f} blur {sigma:.1f} q{quality}", lot)
 
 
 def evaluate_generated(reader: TextReader, n: int, seed: int, save_failures: Path | None = None) -> dict:
@@ -151,7 +159,7 @@ def evaluate_generated(reader: TextReader, n: int, seed: int, save_failures: Pat
 
     rng = np.random.default_rng(seed)
     ttf = [p for p in TTF_CANDIDATES if Path(p).is_file()]
-    serial_ok = date_ok = 0
+    serial_ok = date_ok = lot_labels = lot_ok = lot_false = 0
     failures = []
     times = []
     for i in range(n):
@@ -161,17 +169,24 @@ def evaluate_generated(reader: TextReader, n: int, seed: int, save_failures: Pat
         times.append((time.perf_counter() - t0) * 1000)
         s_hit = lab.serial in {s.value for s in reading.serials}
         d_hit = any(d.date == lab.date and d.kind is lab.kind for d in reading.dates)
+        lots = {lot.value for lot in reading.lots}
+        l_hit = lab.lot is None or lab.lot in lots
         serial_ok += s_hit
         date_ok += d_hit
-        if not (s_hit and d_hit):
+        lot_labels += lab.lot is not None
+        lot_ok += lab.lot is not None and l_hit
+        lot_false += bool(lots - {lab.lot})  # a code read that is not the one printed (or none printed)
+        if not (s_hit and d_hit and l_hit):
             failures.append({"index": i, "printed": list(lab.lines), "font": lab.font,
                              "read": [ln.text for ln in reading.lines],
-                             "serial_ok": s_hit, "date_ok": d_hit})
+                             "serial_ok": s_hit, "date_ok": d_hit, "lot_ok": l_hit, "lots": sorted(lots)})
             if save_failures is not None:
                 save_failures.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(save_failures / f"label_{i:04d}.jpg"), lab.image)
     return {"labels": n, "seed": seed, "ttf_fonts": [Path(p).stem for p in ttf],
             "serial_exact": round(serial_ok / n, 4), "date_exact": round(date_ok / n, 4),
+            "lot_labels": lot_labels, "lot_exact": round(lot_ok / lot_labels, 4) if lot_labels else None,
+            "labels_with_a_false_lot": lot_false,
             "ms_per_label_p50": round(float(np.median(times)), 1) if times else None,
             "failures": failures}
 
@@ -195,8 +210,8 @@ def evaluate_real(reader: TextReader, folder: Path, limit: int | None = None, to
         if image is None:
             continue
         reading = reader.read_frames([Frame(image, p.stem)], today=today)
-        row = {"file": str(p), "lines": len(reading.lines),
-               "dates": [d.to_json() for d in reading.dates], "serials": [s.value for s in reading.serials]}
+        row = {"file": str(p), "lines": len(reading.lines), "dates": [d.to_json() for d in reading.dates],
+               "serials": [s.value for s in reading.serials], "lots": [lot.value for lot in reading.lots]}
         if p.name in REAL_TRUTH:
             kind, day, month = REAL_TRUTH[p.name]
             row["truth_exact"] = any(d.kind.value == kind and (d.date.day, d.date.month) == (day, month)
@@ -208,6 +223,7 @@ def evaluate_real(reader: TextReader, folder: Path, limit: int | None = None, to
     return {"photos": n, "with_any_text": sum(r["lines"] > 0 for r in rows),
             "with_a_date": with_date, "date_share": round(with_date / n, 4) if n else None,
             "with_an_expiry_date": sum(any(d["kind"] in ("expiry", "best_before") for d in r["dates"]) for r in rows),
+            "with_a_lot": sum(bool(r["lots"]) for r in rows),
             "hand_checked": len(checked), "hand_checked_exact": sum(checked), "photos_read": rows}
 
 
@@ -246,18 +262,21 @@ def main(argv: list[str] | None = None) -> int:
     if g:
         print(f"generated labels: {g['labels']} (seed {g['seed']}, TrueType: {', '.join(g['ttf_fonts']) or 'none'})")
         print(f"  serials read exactly: {g['serial_exact']:.1%}   dates read exactly (with kind): "
-              f"{g['date_exact']:.1%}   p50 {g['ms_per_label_p50']} ms per label")
+              f"{g['date_exact']:.1%}   lots read exactly: "
+              f"{'-' if g['lot_exact'] is None else format(g['lot_exact'], '.1%')} of {g['lot_labels']} "
+              f"(labels with a false lot: {g['labels_with_a_false_lot']})   p50 {g['ms_per_label_p50']} ms per label")
         for f in g["failures"][:20]:
             print(f"  #{f['index']} {f['font']}: printed {f['printed']} read {f['read']}")
     r = report.get("real")
     if r:
         print(f"real photos: {r['photos']}, with text {r['with_any_text']}, with a date {r['with_a_date']} "
-              f"({(r['date_share'] or 0):.1%}), with an expiry / best-before date {r['with_an_expiry_date']}; "
+              f"({(r['date_share'] or 0):.1%}), with an expiry / best-before date {r['with_an_expiry_date']}, with a "
+              f"lot code {r['with_a_lot']}; "
               f"read by a person: {r['hand_checked_exact']} of {r['hand_checked']} exact (day, month and kind)")
         for row in r["photos_read"]:
-            if row["dates"] or row["serials"]:
+            if row["dates"] or row["serials"] or row["lots"]:
                 print(f"  {Path(row['file']).name}: {[d['kind'] + ' ' + d['date'] + ' <' + d['text'] + '>' for d in row['dates']]}"
-                      f" {row['serials']}")
+                      f" {row['serials']} lots {row['lots']}")
     return 0
 
 
