@@ -35,6 +35,12 @@ class DatasetSpec:
     real_photos: str | None = None
     negative_share: float = 0.0
     composite_share: float = 0.0
+    # The share with defects from the third generator (models.photo_defects), painted on the same real photos
+    # by methods of its own, so the detector does not learn one painter's style.
+    photo_share: float = 0.0
+
+    def mixes_real_photos(self) -> bool:
+        return bool(self.real_photos and (self.negative_share or self.composite_share or self.photo_share))
 
     def primary_cycle(self) -> tuple[str, ...]:
         """The primary classes in the order samples cycle through; ValueError names what is wrong."""
@@ -63,21 +69,26 @@ def _defects_for(rng: np.random.Generator, primary: str, allowed) -> tuple[str, 
     return (primary, *tuple(rng.choice(allowed, size=extra_n))) if extra_n else (primary,)
 
 
-def render_sample(rng: np.random.Generator, index: int, spec: DatasetSpec, bases=None):
+def render_sample(rng: np.random.Generator, index: int, spec: DatasetSpec, bases=None, photo_bases=None):
     """One training sample; the primary class cycles (equal shares unless ``spec.primary_repeats``).
 
     With ``bases`` (real photos) a share of samples are real negatives or real photos with defects composited
-    on; without, the random stream is exactly that of a rendered-only set, so pinned datasets stay the same."""
-    if bases:
-        from models.composite import COMPOSITE_CLASSES, composite_sample
-
+    on, and with ``photo_bases`` a share from the third generator; without, the random stream is exactly that
+    of a rendered-only set, so pinned datasets stay the same."""
+    if bases or photo_bases:
         u = rng.random()
-        if u < spec.negative_share:
-            return composite_sample(rng, bases, (), spec.size)
         if u < spec.negative_share + spec.composite_share:
+            from models.composite import COMPOSITE_CLASSES, composite_sample
+
+            if u < spec.negative_share:
+                return composite_sample(rng, bases, (), spec.size)
             cycle = spec.primary_cycle()
             return composite_sample(rng, bases, _defects_for(rng, cycle[index % len(cycle)], COMPOSITE_CLASSES),
                                     spec.size)
+        if u < spec.negative_share + spec.composite_share + spec.photo_share:
+            from models.photo_defects import photo_defect_sample
+
+            return photo_defect_sample(rng, photo_bases, spec.size, index=index)
     style = SceneStyle(size=(spec.size, spec.size), shifted=spec.shifted)
     if rng.random() < spec.clean_share:
         shape = ProductShape(rng.choice([s.value for s in ProductShape]))
@@ -122,11 +133,15 @@ def _real_photos_provenance(folder: Path) -> dict:
 def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
     """Render the dataset into ``out``; return a manifest with per-split counts and a content hash."""
     out = Path(out)
-    bases = None
+    bases = photo_bases = None
     if spec.real_photos and (spec.negative_share or spec.composite_share):
         from models.composite import load_bases
 
         bases = load_bases(Path(spec.real_photos))
+    if spec.real_photos and spec.photo_share:
+        from models.photo_defects import load_photo_bases
+
+        photo_bases = load_photo_bases(Path(spec.real_photos))
     counts: dict[str, dict[str, int]] = {}
     digest = hashlib.sha256()
     for split in SPLITS:
@@ -137,7 +152,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
         rng = np.random.default_rng([spec.seed, _SPLIT_STREAM[split], int(spec.shifted)])
         per_class = dict.fromkeys(DEFECT_CLASSES, 0)
         for i in range(n):
-            item = render_sample(rng, i, spec, bases)
+            item = render_sample(rng, i, spec, bases, photo_bases)
             stem = f"{split}_{i:05d}"
             ok, buf = cv2.imencode(".jpg", item.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             if not ok:
@@ -162,7 +177,7 @@ def write_dataset(out: Path, spec: DatasetSpec, progress=None) -> dict:
         "boxes_per_class": counts,
         "sha256": digest.hexdigest(),
     }
-    if bases is not None:
+    if spec.mixes_real_photos():
         manifest["real_photos"] = _real_photos_provenance(Path(spec.real_photos))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest

@@ -134,3 +134,18 @@ def test_dataset_generate_with_real_photos_and_its_errors(tmp_path):
     assert code == 0, text
     manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
     assert manifest["real_photos"]["files"] == 6 and manifest["spec"]["composite_share"] == 0.5
+
+
+def test_the_third_generator_takes_its_share_of_a_mixed_dataset(tmp_path):
+    spec = DatasetSpec(train=20, val=0, test=0, seed=4, size=160, real_photos=str(SAMPLE), negative_share=0.2,
+                       composite_share=0.2, photo_share=0.5)
+    a = write_dataset(tmp_path / "a", spec)
+    assert a["sha256"] == write_dataset(tmp_path / "b", spec)["sha256"]
+    assert a["real_photos"]["files"] == 6 and sum(a["boxes_per_class"]["train"].values()) > 0
+    without = write_dataset(tmp_path / "c", DatasetSpec(train=20, val=0, test=0, seed=4, size=160,
+                                                        real_photos=str(SAMPLE), negative_share=0.2,
+                                                        composite_share=0.2))
+    assert without["sha256"] != a["sha256"]
+    with pytest.raises(ValueError, match="photo_share"):
+        DataSection(train=10, val=2, test=2, real_photos=str(SAMPLE), negative_share=0.5, composite_share=0.3,
+                    photo_share=0.3)

@@ -24,13 +24,16 @@ class DataSection(BaseModel):
     real_photos: str | None = None
     negative_share: float = Field(0.0, ge=0, le=1)
     composite_share: float = Field(0.0, ge=0, le=1)
+    # The share of samples from the third generator (models.photo_defects) on the same real photos.
+    photo_share: float = Field(0.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _shares(self) -> "DataSection":
-        if self.negative_share + self.composite_share > 1:
-            raise ValueError("negative_share + composite_share must not exceed 1")
-        if (self.negative_share or self.composite_share) and not self.real_photos:
-            raise ValueError("negative_share and composite_share need real_photos (a folder of base photos)")
+        if self.negative_share + self.composite_share + self.photo_share > 1:
+            raise ValueError("negative_share + composite_share + photo_share must not exceed 1")
+        if (self.negative_share or self.composite_share or self.photo_share) and not self.real_photos:
+            raise ValueError("negative_share, composite_share and photo_share need real_photos "
+                             "(a folder of base photos)")
         return self
 
     @field_validator("primary_repeats")

@@ -82,7 +82,8 @@ def train(config: TrainingConfig, workdir: Path, output: Path, command: str, dat
                                                              primary_repeats=tuple(sorted(d.primary_repeats.items())),
                                                              real_photos=d.real_photos,
                                                              negative_share=d.negative_share,
-                                                             composite_share=d.composite_share))
+                                                             composite_share=d.composite_share,
+                                                             photo_share=d.photo_share))
     else:
         import json
         manifest = json.loads((dataset_dir / "manifest.json").read_text())
