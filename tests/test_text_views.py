@@ -18,7 +18,7 @@ from station.domain import Disposition, ReturnReason, ReturnRequest
 from station.records import measurements_of
 from vision.camera import StagedItem
 from vision.catalogue import Catalogue, CatalogueError
-from vision.ocr import TextLine, parse_lots
+from vision.ocr import TextLine, parse_lots, recognised_text
 
 EARBUDS, TIN = "GAD-EARBUD-X2", "FORM-TIN-800"
 
@@ -84,6 +84,14 @@ def _line(text):
 ])
 def test_lot_codes_are_read_after_their_label_and_nothing_else_is(text, lots):
     assert [lot.value for lot in parse_lots([_line(text)])] == lots
+
+
+def test_full_width_forms_from_the_recogniser_are_read_as_lot_codes():
+    # The PP-OCR dictionary is Chinese-first: on a European label it often answers with full-width colons.
+    raw = "B\uff1a7769B"
+    assert parse_lots([_line(raw)]) == []
+    assert [lot.value for lot in parse_lots([_line(recognised_text(raw))])] == ["7769B"]
+    assert recognised_text(" \uff2c\uff2f\uff34 6021B ") == "LOT 6021B"
 
 
 def test_import_refuses_a_text_view_the_station_does_not_capture(tmp_path, sample_catalogue_dir):

@@ -26,6 +26,7 @@ from ui.settings import SettingsPage
 from ui.settings_store import read_ui_language, save_ui_language
 from ui.status import StationStatus, alarm, hardware_text, read_station_status, sync_text
 from ui.theme import STYLE
+from ui.widgets import ElidedLabel
 
 STATUS_MS = 2000  # hardware and sync state, read on the worker
 
@@ -171,9 +172,9 @@ class MainWindow(QMainWindow):
 
         self.status = QStatusBar()
         self.setStatusBar(self.status)
-        self.hw = QLabel()
+        self.hw = ElidedLabel()
         self.hw.setObjectName("hardwareStatus")
-        self.sync = QLabel()
+        self.sync = ElidedLabel()
         self.sync.setObjectName("syncStatus")
         self.busy = QLabel()
         self.progress = QProgressBar()
@@ -185,9 +186,9 @@ class MainWindow(QMainWindow):
         self.status.addPermanentWidget(self.progress_label)
         self.status.addPermanentWidget(self.progress)
         self.status.addPermanentWidget(self.busy)
-        self.status.addPermanentWidget(self.hw)
+        self.status.addPermanentWidget(self.hw, 3)
         self.status.addPermanentWidget(QLabel("·"))  # hardware and sync read as one line otherwise
-        self.status.addPermanentWidget(self.sync)
+        self.status.addPermanentWidget(self.sync, 2)
         for page in (self.bench, self.queue, self.calibration, self.settings):
             page.message.connect(lambda text: self.status.showMessage(text, 8000))
         self.settings.language_chosen.connect(self._language_chosen)

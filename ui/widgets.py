@@ -6,8 +6,8 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from PyQt6.QtCore import Qt
-from PyQt6.QtGui import QImage, QPixmap
+from PyQt6.QtCore import QSize, Qt
+from PyQt6.QtGui import QImage, QPainter, QPixmap
 from PyQt6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QHBoxLayout, QLabel,
                              QLineEdit, QSizePolicy, QVBoxLayout, QWidget)
 
@@ -23,6 +23,29 @@ def data_label(text: str = "", parent: QWidget | None = None) -> QLabel:
     label.setProperty("i18n_data", True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+class ElidedLabel(QLabel):
+    """One line of state that never widens the window: cut with an ellipsis where the window is narrower than
+    the text, the whole text in the tooltip. A status bar sized by its longest line would push the window past
+    the screen, and every change of state would move the pages above it."""
+
+    MIN_WIDTH = 120  # px: enough to read the first device's state
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self.setToolTip(text)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802
+        return QSize(self.MIN_WIDTH, super().minimumSizeHint().height())
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
+        # The style draws it, so the style sheet's colours (an alarm in red) hold as for a QLabel.
+        self.style().drawItemText(painter, rect, int(self.alignment()), self.palette(), self.isEnabled(), shown,
+                                  self.foregroundRole())
 
 
 class ImageTile(QFrame):

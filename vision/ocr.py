@@ -15,6 +15,7 @@ import calendar
 import re
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -405,6 +406,12 @@ class _NoDownload:
         self._lock.release()
 
 
+def recognised_text(raw) -> str:
+    """The recogniser's text in the forms the parsers read: its dictionary is Chinese-first and often gives
+    full-width forms ("B\uff1a7769B", "\uff2c\uff2f\uff34"), which NFKC folds to ASCII."""
+    return unicodedata.normalize("NFKC", str(raw)).strip()
+
+
 def _box_xyxy(poly) -> tuple[float, float, float, float]:
     p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
     return (float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max()))
@@ -470,7 +477,7 @@ class TextReader:
         result = self.engine()(np.ascontiguousarray(image))
         if result.txts is None or result.boxes is None:
             return []
-        return [TextLine(str(t).strip(), float(s), _box_xyxy(b), view)
+        return [TextLine(recognised_text(t), float(s), _box_xyxy(b), view)
                 for t, s, b in zip(result.txts, result.scores, result.boxes)
                 if str(t).strip() and float(s) >= self.min_score]
 
