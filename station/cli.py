@@ -482,6 +482,15 @@ def catalogue_list(
     out.print(table)
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 @catalogue_app.command("import")
 def catalogue_import(
     directory: Annotated[Path, typer.Argument(help="folder with catalogue.csv and its images")],
@@ -498,7 +507,7 @@ def catalogue_import(
     from vision.compare import usable_outline, segment_item
     from vision.embedding import BackboneError
     from vision.features import CACHE_DIR
-    from vision.identity import INDEX_FILE, build_catalogue_index
+    from vision.identity import INDEX_FILE, LOCAL_DIR, build_catalogue_index
 
     cfg = _config(config, data_dir)
     dest = imported_catalogue_dir(cfg)
@@ -517,6 +526,11 @@ def catalogue_import(
             # Embeddings are keyed by image hash: views already indexed are not embedded again.
             (staging / CACHE_DIR).mkdir(exist_ok=True)
             shutil.copy2(previous, staging / CACHE_DIR / INDEX_FILE)
+            previous_local = dest / CACHE_DIR / LOCAL_DIR
+            if previous_local.is_dir() and not previous_local.is_symlink():
+                # hard links where the file system allows: 10,000 SKUs' local features are ~1.5 GB
+                shutil.copytree(previous_local, staging / CACHE_DIR / LOCAL_DIR, symlinks=False,
+                                copy_function=_link_or_copy)
         views = sum(len(i.reference_images) for i in staged.items.values())
         with Progress(console=out, transient=True) as bar:
             task = bar.add_task("indexing catalogue views", total=views)

@@ -98,3 +98,64 @@ def test_roc_helpers():
     assert auroc(np.array([0.5]), np.array([0.5])) == 0.5
     tpr, thr = tpr_at_fpr(np.array([0.9, 0.8, 0.3]), np.array([0.1, 0.2, 0.85]), 0.02)
     assert tpr == pytest.approx(1 / 3) and thr == 0.9
+
+
+def test_stored_local_features_read_back_as_computed_and_damage_is_not_trusted(tmp_path):
+    from vision.identity import LocalFeatureStore
+
+    from pathlib import Path
+
+    photo = sorted((Path(__file__).parent / "data" / "real" / "label_recognition").glob("*.jpeg"))[0]
+    lf = local_features(cv2.imread(str(photo)))  # a real product photo (Apache-2.0, SOURCE.md beside it)
+    assert len(lf.descriptors) > 50
+    store = LocalFeatureStore(tmp_path / "local")
+    store.save("ab" * 32, lf)
+    back = store.load("ab" * 32)
+    assert np.array_equal(back.descriptors, lf.descriptors) and np.allclose(back.points, lf.points)
+    assert verify_pair(lf, back) == verify_pair(lf, lf) > 0
+    store.path("ab" * 32).write_bytes(b"not an npz")
+    assert store.load("ab" * 32) is None and store.load("cd" * 32) is None
+    (tmp_path / "blocked").write_text("a file where the store's folder should be")
+    LocalFeatureStore(tmp_path / "blocked").save("ef" * 32, lf)  # a cache that cannot be written is no error
+
+
+def test_shortlist_is_the_nearest_other_skus_even_behind_many_views_of_one():
+    from vision.identity import top_rows
+
+    values = np.random.default_rng(1).standard_normal(5000).astype(np.float32)
+    assert np.array_equal(top_rows(values, 7), np.argsort(-values)[:7])
+    idx = IdentityIndex(backbone=None)
+    rng = np.random.default_rng(2)
+    for v in range(60):  # one SKU whose 60 views are all nearer than anything else
+        idx.add_embedding("MANY", str(v), np.full(1280, 1.0, np.float32))
+    for s in range(30):
+        idx.add_embedding(f"S{s:02d}", "0", rng.uniform(0, 0.5, 1280).astype(np.float32))
+    sims = idx.matrix @ np.full(1280, 0.5, np.float32)
+    got = idx.shortlist(sims, exclude="S00", n=4)
+    by_best = sorted({s: max(sims[r] for r in idx.rows(s)) for s in idx.skus if s != "S00"}.items(),
+                     key=lambda kv: -kv[1])
+    assert [s for s, _ in got] == [s for s, _ in by_best[:4]] and got[0][0] == "MANY"
+    assert [s for s, _ in idx.shortlist(sims, exclude="MANY", n=40)] == [s for s, _ in sorted(
+        ((s, sims[idx.rows(s)[0]]) for s in idx.skus if s != "MANY"), key=lambda kv: -kv[1])]
+
+
+def test_catalogue_index_stores_every_views_local_features_once(tmp_path, monkeypatch):
+    import vision.identity as identity
+
+    cat = build_evaluation_catalogue(tmp_path / "cat")
+    views = sum(len(i.reference_images) for i in cat.items.values())
+    calls = []
+    real = identity.local_features
+    monkeypatch.setattr(identity, "local_features", lambda crop: calls.append(1) or real(crop))
+    first, _ = identity.build_catalogue_index(cat, segment=lambda img: segment_item(img)[0])
+    assert len(calls) == views
+    store = identity.local_store_of(cat.root)
+    assert all(store.has(h) for h in first.view_hash)
+    again, embedded = identity.build_catalogue_index(cat, segment=lambda img: segment_item(img)[0])
+    assert (len(calls), embedded) == (views, 0)  # nothing computed a second time
+    # Verification reads them from the store: no crops in memory, no loader, and still verified matches.
+    sku = next(iter(cat.items))
+    img = cv2.imread(str(cat.image_path(cat.get(sku), 0)))
+    q = again.query(img, segment_item(img)[0])
+    judged = again.judge(q, img, sku)
+    assert judged.claimed_inliers > 0 and len(calls) == views + 1  # only the returned view's own

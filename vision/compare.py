@@ -528,13 +528,21 @@ class CatalogueComparer:
         total = sum(e.inliers for e in per_view)
         return max((dataclasses.replace(e, total_inliers=total) for e in per_view), key=lambda e: e.similarity())
 
-    def candidates(self, views: Sequence[QueryView], claimed: str) -> list[str]:
-        """Claimed SKU plus the ``shortlist`` SKUs the global cues rank highest."""
-        ranked = sorted(self.catalogue.items, key=lambda s: -max(
-            (_pair_similarity(q.features, r) for q in views for r in self.references(s) if r is not None),
-            default=0.0))
-        out = [claimed] + [s for s in ranked if s != claimed][: self.shortlist]
-        return out
+    def candidates(self, views: Sequence[QueryView], claimed: str, judgements: Sequence = ()) -> list[str]:
+        """Claimed SKU plus the ``shortlist`` SKUs most like the returned views. With retrieval judgements
+        those are the index's shortlist (one matrix product over every view); without, the outline cues rank
+        every SKU, which reads every SKU's reference features: fine for a few hundred SKUs, not for 10,000."""
+        if judgements:
+            best: dict[str, int] = {}
+            for j in judgements:
+                for rank, sku in enumerate(j.shortlist):
+                    best[sku] = min(best.get(sku, rank), rank)
+            ranked = sorted(best, key=lambda s: best[s])
+        else:
+            ranked = sorted(self.catalogue.items, key=lambda s: -max(
+                (_pair_similarity(q.features, r) for q in views for r in self.references(s) if r is not None),
+                default=0.0))
+        return [claimed] + [s for s in ranked if s != claimed][: self.shortlist]
 
     def identity(self, views: Sequence[QueryView], claimed: str) -> tuple[float, dict[str, SkuEvidence]]:
         score, ev, _ = self.identity_detail(views, claimed)
@@ -562,9 +570,9 @@ class CatalogueComparer:
         verified ORB matches) and the pretrained retrieval are averaged; on views without an outline only
         retrieval counts: the outline cues mean nothing there."""
         seg = [v for v in views if v.segmented]
-        ev = {s: self.evidence(seg, s) for s in self.candidates(seg, claimed)} if seg else {}
-        fused = identity_score(ev, claimed) if seg else None
         judgements = self.retrieval_judgements(views, claimed)
+        ev = {s: self.evidence(seg, s) for s in self.candidates(seg, claimed, judgements)} if seg else {}
+        fused = identity_score(ev, claimed) if seg else None
         retrieval = float(np.mean([j.score for j in judgements])) if judgements else None
         return combined_identity(fused, retrieval), ev, judgements
 

@@ -352,53 +352,79 @@ def bench_identity_scale(sizes: tuple[int, ...] = (100, 10_000), views_per_sku: 
                 seed: int = 5) -> list[dict]:
     """Identity time per returned view against catalogues of ``sizes`` SKUs, side by side.
 
-    The first 100 SKUs are rendered products with real embeddings; the rest of each index is filled with
-    random unit vectors whose views reuse those products' crops, so retrieval searches the full matrix and
-    verification still runs on real local features: what is timed is the cost at that size, not accuracy."""
+    The first 100 SKUs are rendered products with real embeddings and real local features in an on-disk
+    LocalFeatureStore (as `station catalogue import` leaves them); the rest of each index is filled with random
+    unit vectors whose views point at those products' stored features, so retrieval searches the full matrix
+    and verification loads and matches real local features: what is timed is the cost at that size, not
+    accuracy. Identity is timed from the product mask on (the comparer segments each view once, for every
+    check); segmentation is reported beside it."""
+    import hashlib
+    import tempfile
     import time
 
     from vision.compare import segment_item
     from vision.embedding import crop_to_mask, default_backbone
-    from vision.identity import IdentityIndex
+    from vision.identity import IdentityIndex, IdentityQuery, LocalFeatureStore, local_features
 
     def product_mask(img):
         return segment_item(img)[0]
 
     rng = np.random.default_rng(seed)
     looks = [s.look for s in evaluation_skus()]
-    base_crops, base_embs = [], []
+    base_embs, base_hashes = [], []
     backbone = default_backbone()
     n_base = min(100, min(sizes))
-    for k in range(n_base):
-        views = render_views(looks[k % len(looks)], 100 + k, partial_share=0.0)[:views_per_sku]
-        for img in views:
-            crop = crop_to_mask(img, product_mask(img))
-            base_crops.append(crop)
-            base_embs.append(backbone.embed(crop))
-    query_imgs = [render_views(looks[k % len(looks)], 7000 + k, partial_share=0.0)[0] for k in range(queries)]
     out = []
-    for size in sizes:
-        index = IdentityIndex(backbone)
-        for i in range(size * views_per_sku):
-            sku = f"SKU{i // views_per_sku:06d}"
-            if i < len(base_embs):
-                emb = base_embs[i]
-            else:
-                emb = rng.standard_normal(1280).astype(np.float32)
-                emb /= np.linalg.norm(emb)
-            index.add_embedding(sku, str(i), emb)
-            index._crops[i] = base_crops[i % len(base_crops)]
-        index.matrix  # noqa: B018 - stack before timing
-        times = []
-        for k, img in enumerate(query_imgs):
-            claimed = f"SKU{k % n_base:06d}"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalFeatureStore(Path(tmp))
+        for k in range(n_base):
+            views = render_views(looks[k % len(looks)], 100 + k, partial_share=0.0)[:views_per_sku]
+            for img in views:
+                crop = crop_to_mask(img, product_mask(img))
+                base_embs.append(backbone.embed(crop))
+                h = hashlib.sha256(np.ascontiguousarray(crop).tobytes()).hexdigest()
+                store.save(h, local_features(crop))
+                base_hashes.append(h)
+        query_imgs = [render_views(looks[k % len(looks)], 7000 + k, partial_share=0.0)[0] for k in range(queries)]
+        seg_times, masks = [], []
+        for img in query_imgs:
             t = time.perf_counter()
-            q = index.query(img, product_mask(img))
-            index.judge(q, img, claimed)
-            times.append((time.perf_counter() - t) * 1000)
-        out.append({"skus": size, "views": size * views_per_sku, "p50_ms": round(float(np.median(times)), 1),
-                    "p95_ms": round(float(np.percentile(times, 95)), 1),
-                    "index_mb": round(index.matrix.nbytes / 2**20, 1)})
+            masks.append(product_mask(img))
+            seg_times.append((time.perf_counter() - t) * 1000)
+        for size in sizes:
+            index = IdentityIndex(backbone, local_store=store)
+            for i in range(size * views_per_sku):
+                sku = f"SKU{i // views_per_sku:06d}"
+                if i < len(base_embs):
+                    emb = base_embs[i]
+                else:
+                    emb = rng.standard_normal(1280).astype(np.float32)
+                    emb /= np.linalg.norm(emb)
+                index.add_embedding(sku, str(i), emb, image_hash=base_hashes[i % len(base_hashes)])
+            index.matrix  # noqa: B018 - stack before timing
+            times, stages = [], {"embed": [], "search": [], "query_local": [], "verify": []}
+            for k, (img, mask) in enumerate(zip(query_imgs, masks)):
+                claimed = f"SKU{k % n_base:06d}"
+                t0 = time.perf_counter()
+                crop = crop_to_mask(img, mask)
+                emb = backbone.embed(crop)
+                t1 = time.perf_counter()
+                q = IdentityQuery(emb, index.matrix @ emb, crop)
+                index.shortlist(q.similarities, claimed)
+                t2 = time.perf_counter()
+                ql = local_features(crop)
+                t3 = time.perf_counter()
+                index.judge(q, img, claimed, query_local=ql)
+                t4 = time.perf_counter()
+                times.append((t4 - t0) * 1000)
+                for name, a, b in (("embed", t0, t1), ("search", t1, t2), ("query_local", t2, t3),
+                                   ("verify", t3, t4)):
+                    stages[name].append((b - a) * 1000)
+            out.append({"skus": size, "views": size * views_per_sku, "p50_ms": round(float(np.median(times)), 1),
+                        "p95_ms": round(float(np.percentile(times, 95)), 1),
+                        "stages_p50_ms": {k: round(float(np.median(v)), 1) for k, v in stages.items()},
+                        "segmentation_p50_ms": round(float(np.median(seg_times)), 1),
+                        "index_mb": round(index.matrix.nbytes / 2**20, 1)})
     return out
 
 

@@ -11,7 +11,11 @@ look-alike's (verified-match margin)? Colour is not part of it: it is a finding 
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -79,6 +83,46 @@ def local_features(crop: np.ndarray) -> LocalFeatures:
     return LocalFeatures(np.float32([k.pt for k in kps]), desc.astype(np.float32))
 
 
+class LocalFeatureStore:
+    """Reference views' local features on disk, one file per image sha256 (``<root>/<hh>/<hash>.npz``): computed
+    once, at catalogue import or at a view's first verification, never inside every query. Descriptors are
+    kept as uint8 (SIFT's are integers 0..255, so nothing is lost): about 50 KB per view."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, image_hash: str) -> Path:
+        return self.root / image_hash[:2] / f"{image_hash}.npz"
+
+    def has(self, image_hash: str) -> bool:
+        return self.path(image_hash).is_file()
+
+    def load(self, image_hash: str) -> LocalFeatures | None:
+        path = self.path(image_hash)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                pts, desc = data["points"], data["descriptors"]
+        except (OSError, ValueError, KeyError):
+            return None  # missing or damaged: recomputed, never trusted
+        if pts.ndim != 2 or pts.shape[1:] != (2,) or desc.shape != (len(pts), 128):
+            return None
+        return LocalFeatures(pts.astype(np.float32), desc.astype(np.float32))
+
+    def save(self, image_hash: str, lf: LocalFeatures) -> None:
+        path = self.path(image_hash)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, points=lf.points.astype(np.float32),
+                         descriptors=np.clip(np.rint(lf.descriptors), 0, 255).astype(np.uint8))
+            os.replace(tmp, path)
+        except OSError:
+            if tmp is not None:  # a full disk costs the cache, not the inspection
+                Path(tmp).unlink(missing_ok=True)
+
+
 _FLANN = None
 
 
@@ -102,18 +146,33 @@ def verify_pair(a: LocalFeatures, b: LocalFeatures, ratio: float = 0.8) -> int:
     return n if n >= MIN_INLIERS else 0
 
 
+LOCAL_CACHE_VIEWS = 4096  # reference views' local features kept in memory (~0.3 MB each as float32)
+
+
+def top_rows(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first: a partition, not a sort of the whole index."""
+    k = min(k, len(values))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    part = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
+    return part[np.argsort(-values[part], kind="stable")]
+
+
 @dataclass(slots=True)
 class IdentityIndex:
-    """Every catalogue view's embedding (rows of one matrix) and, lazily, its local features."""
+    """Every catalogue view's embedding (rows of one matrix) and its local features: from ``local_store`` (by the
+    view's image hash) where the catalogue has one, computed on first use otherwise."""
 
     backbone: Backbone = field(default_factory=default_backbone)
     skus: list[str] = field(default_factory=list)  # distinct SKUs, insertion order
     view_sku: list[str] = field(default_factory=list)
     view_key: list[str] = field(default_factory=list)
+    view_hash: list[str | None] = field(default_factory=list)
+    local_store: LocalFeatureStore | None = None
     _matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 1280), np.float32))
     _pending: list[np.ndarray] = field(default_factory=list)
     _crops: dict[int, np.ndarray] = field(default_factory=dict)
-    _local: dict[int, LocalFeatures] = field(default_factory=dict)
+    _local: OrderedDict = field(default_factory=OrderedDict)  # row -> LocalFeatures, least recent first
     _sku_rows: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, sku: str, key: str, image: np.ndarray, mask: np.ndarray | None = None,
@@ -125,7 +184,7 @@ class IdentityIndex:
         if crop is not None:
             self._crops[len(self.view_sku) - 1] = crop
 
-    def add_embedding(self, sku: str, key: str, embedding: np.ndarray) -> None:
+    def add_embedding(self, sku: str, key: str, embedding: np.ndarray, image_hash: str | None = None) -> None:
         row = len(self.view_sku)
         if sku not in self._sku_rows:
             self.skus.append(sku)
@@ -133,6 +192,7 @@ class IdentityIndex:
         self._sku_rows[sku].append(row)
         self.view_sku.append(sku)
         self.view_key.append(key)
+        self.view_hash.append(image_hash)
         self._pending.append(np.asarray(embedding, np.float32))
 
     @property
@@ -161,16 +221,51 @@ class IdentityIndex:
         full = m @ m.T
         return {s: self.per_sku(full[rows].max(axis=0)) for s, rows in self._sku_rows.items()}
 
+    def set_local(self, row: int, lf: LocalFeatures) -> None:
+        self._local[row] = lf
+        self._local.move_to_end(row)
+        while len(self._local) > LOCAL_CACHE_VIEWS:
+            self._local.popitem(last=False)
+
     def _local_of(self, row: int, crop_loader=None) -> LocalFeatures | None:
         lf = self._local.get(row)
+        if lf is not None:
+            self._local.move_to_end(row)
+            return lf
+        image_hash = self.view_hash[row]
+        if self.local_store is not None and image_hash is not None:
+            lf = self.local_store.load(image_hash)
         if lf is None:
             crop = self._crops.get(row)
             if crop is None and crop_loader is not None:
                 crop = crop_loader(self.view_sku[row], self.view_key[row])
             if crop is None:
                 return None
-            lf = self._local[row] = local_features(crop)
+            lf = local_features(crop)
+            if self.local_store is not None and image_hash is not None:
+                self.local_store.save(image_hash, lf)
+        self.set_local(row, lf)
         return lf
+
+    def shortlist(self, sims: np.ndarray, exclude: str | None, n: int = SHORTLIST) -> list[tuple[str, int]]:
+        """The ``n`` SKUs (other than ``exclude``) whose best view is nearest, each with that view's row."""
+        masked = sims
+        rows = self.rows(exclude) if exclude is not None else []
+        if rows:
+            masked = sims.copy()
+            masked[rows] = -np.inf
+        found: dict[str, int] = {}
+        k = 8 * n + 8
+        while True:
+            for row in top_rows(masked, k):
+                if not np.isfinite(masked[row]):
+                    return list(found.items())  # only the excluded SKU's rows are left
+                found.setdefault(self.view_sku[row], int(row))
+                if len(found) == n:
+                    return list(found.items())
+            if k >= len(masked):
+                return list(found.items())
+            k *= 4  # SKUs with many views filled the first rows: look further
 
     def judge(self, q: IdentityQuery, image: np.ndarray | None, claimed: str, crop_loader=None,
               query_local: LocalFeatures | None = None) -> IdentityJudgement:
@@ -178,20 +273,8 @@ class IdentityIndex:
         sims = q.similarities
         claimed_rows = self.rows(claimed)
         claimed_sim = float(sims[claimed_rows].max()) if claimed_rows else 0.0
-        others = np.ones(len(sims), bool)
-        others[claimed_rows] = False
-        order = np.argsort(-np.where(others, sims, -np.inf))
-        shortlist: list[str] = []
-        best_row_of: dict[str, int] = {}
-        for row in order[: 8 * SHORTLIST + 8]:
-            if not others[row]:
-                break
-            s = self.view_sku[row]
-            if s not in best_row_of:
-                best_row_of[s] = int(row)
-                shortlist.append(s)
-                if len(shortlist) == SHORTLIST:
-                    break
+        best_row_of = dict(self.shortlist(sims, claimed))
+        shortlist = list(best_row_of)
         best_other = shortlist[0] if shortlist else None
         best_other_sim = float(sims[best_row_of[best_other]]) if best_other else -1.0
         margin = claimed_sim - best_other_sim if best_other else claimed_sim
@@ -217,17 +300,22 @@ class IdentityIndex:
 
 
 INDEX_FILE = "identity-index.npz"  # in the catalogue's feature cache folder (vision.features.CACHE_DIR)
+LOCAL_DIR = "local"  # reference views' local features (LocalFeatureStore), beside INDEX_FILE
+
+
+def local_store_of(catalogue_root: Path) -> LocalFeatureStore:
+    from vision.features import CACHE_DIR
+
+    return LocalFeatureStore(Path(catalogue_root) / CACHE_DIR / LOCAL_DIR)
 
 
 def build_catalogue_index(catalogue, backbone: Backbone | None = None, segment=None, progress=None
                           ) -> tuple[IdentityIndex, int]:
     """Every view of ``catalogue`` in one index, embeddings reused from the persisted index by the image
-    file's sha256 (so importing 100 more SKUs embeds only theirs). Returns (index, views embedded now).
-    ``segment``: image -> product mask (the comparer's segmentation); ``progress``: called once per view."""
-    import os
-    import tempfile
-    from pathlib import Path
-
+    file's sha256 (so importing 100 more SKUs embeds only theirs), and every view's local features in the
+    catalogue's LocalFeatureStore (verification then reads them instead of computing them per query).
+    Returns (index, views embedded now). ``segment``: image -> product mask (the comparer's segmentation);
+    ``progress``: called once per view."""
     from vision.features import CACHE_DIR, file_hash
 
     backbone = backbone or default_backbone()
@@ -239,21 +327,24 @@ def build_catalogue_index(catalogue, backbone: Backbone | None = None, segment=N
                 known = dict(zip((str(h) for h in data["hashes"]), data["embeddings"]))
         except (OSError, ValueError, KeyError):
             known = {}  # a damaged cache is rebuilt, never trusted
-    index = IdentityIndex(backbone)
+    local = local_store_of(catalogue.root)
+    index = IdentityIndex(backbone, local_store=local)
     hashes, embedded = [], 0
     for sku, item in catalogue.items.items():
         for i in range(len(item.reference_images)):
             path = catalogue.image_path(item, i)
             h = file_hash(path)
             emb = known.get(h)
-            if emb is None:
+            if emb is None or not local.has(h):
                 img = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if img is None:
                     continue
                 mask = segment(img) if segment is not None else None
-                emb = backbone.embed(img, mask)
-                embedded += 1
-            index.add_embedding(sku, f"{i}", emb)
+                if emb is None:
+                    emb = backbone.embed(img, mask)
+                    embedded += 1
+                local.save(h, local_features(crop_to_mask(img, mask)))
+            index.add_embedding(sku, f"{i}", emb, image_hash=h)
             hashes.append(h)
             if progress is not None:
                 progress()
@@ -266,4 +357,3 @@ def build_catalogue_index(catalogue, backbone: Backbone | None = None, segment=N
             os.fsync(fh.fileno())
         os.replace(tmp, store)
     return index, embedded
-
