@@ -104,10 +104,11 @@ def _can_crop(bgr: np.ndarray) -> np.ndarray:
 class _Memory:
     """The station's memory of good appearance (vision.unseen) for one kind, whole frames as the product."""
 
-    def __init__(self, goods: list[np.ndarray]) -> None:
+    def __init__(self, goods: list[np.ndarray], tile_side: int | None = None) -> None:
         from vision.embedding import default_backbone
         from vision.unseen import SkuMemory
 
+        self.tile_side = tile_side
         self.backbone = default_backbone()
         self.mem = SkuMemory("eval", "eval")
         for g in goods:
@@ -116,7 +117,7 @@ class _Memory:
     def _grid(self, bgr: np.ndarray) -> np.ndarray:
         from vision.anomaly import patch_grid
 
-        g = patch_grid(self.backbone, bgr)
+        g = patch_grid(self.backbone, bgr, self.tile_side)
         self._c = g.shape[-1]
         return g.astype(np.float32)
 
@@ -166,16 +167,17 @@ def _score_set(memory: _Memory, tests: list[tuple[np.ndarray, Sample]], region: 
     return out, scores, labels
 
 
-def evaluate_kolektor(mirror: Path, work: Path, goods: int = 10) -> dict:
+def evaluate_kolektor(mirror: Path, work: Path, goods: int = 10, tile_side: int | None = None) -> dict:
     samples = extract_kolektor(mirror, work / "kolektor")
     memory_s = [s for s in samples if s.group == "train" and not s.defective][:goods]
     tests = [(cv2.imread(str(s.path)), s) for s in samples if s not in memory_s]
-    memory = _Memory([cv2.imread(str(s.path)) for s in memory_s])
+    memory = _Memory([cv2.imread(str(s.path)) for s in memory_s], tile_side)
     out, _, _ = _score_set(memory, tests, region=True)
     return out
 
 
-def evaluate_cans(mirror: Path, work: Path, goods: int = 10, crop: bool = False) -> dict:
+def evaluate_cans(mirror: Path, work: Path, goods: int = 10, crop: bool = False, tile_side: int | None = None
+                  ) -> dict:
     """``crop``: cut each photo to the can by the station's bench segmentation first (it does not find cans on
     this set's dark benches: most "crops" are the whole frame); otherwise the whole frame, bounded to 640 px."""
     samples = extract_cans(mirror, work / "cans")
@@ -183,7 +185,7 @@ def evaluate_cans(mirror: Path, work: Path, goods: int = 10, crop: bool = False)
     memory_s = good[:goods]
     load = _can_crop if crop else _bounded
     tests = [(load(cv2.imread(str(s.path))), s) for s in samples if s not in memory_s]
-    memory = _Memory([load(cv2.imread(str(s.path))) for s in memory_s])
+    memory = _Memory([load(cv2.imread(str(s.path))) for s in memory_s], tile_side)
     main = [(i, s) for i, s in tests if s.group in ("no_defect", "major_defect", "critical_defect")]
     out, _, _ = _score_set(memory, main, region=False)
     minor = [(i, s) for i, s in tests if s.group in ("no_defect", "minor_defect")]
@@ -204,12 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cans", type=Path)
     ap.add_argument("--goods", type=int, default=10, help="good images in each memory")
     ap.add_argument("--work", type=Path, default=Path("/tmp/real-anomaly"))
+    ap.add_argument("--tile-side", type=int, default=None,
+                    help="tiles of at most this many source px (default: the station's tiling along the long side)")
     ap.add_argument("--can-crop", action="store_true", help="cut cans out by the bench segmentation first")
     a = ap.parse_args(argv)
     if a.kolektor:
-        print("KolektorSDD:", evaluate_kolektor(a.kolektor, a.work, a.goods), flush=True)
+        print("KolektorSDD:", evaluate_kolektor(a.kolektor, a.work, a.goods, a.tile_side), flush=True)
     if a.cans:
-        print("tin cans:", evaluate_cans(a.cans, a.work, a.goods, a.can_crop), flush=True)
+        print("tin cans:", evaluate_cans(a.cans, a.work, a.goods, a.can_crop, a.tile_side), flush=True)
     return 0
 
 
