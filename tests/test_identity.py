@@ -113,6 +113,9 @@ def test_stored_local_features_read_back_as_computed_and_damage_is_not_trusted(t
     back = store.load("ab" * 32)
     assert np.array_equal(back.descriptors, lf.descriptors) and np.allclose(back.points, lf.points)
     assert verify_pair(lf, back) == verify_pair(lf, lf) > 0
+    whole = store.path("ab" * 32).read_bytes()
+    store.path("ab" * 32).write_bytes(whole[: len(whole) // 2])  # cut short: a zip without its directory
+    assert store.load("ab" * 32) is None
     store.path("ab" * 32).write_bytes(b"not an npz")
     assert store.load("ab" * 32) is None and store.load("cd" * 32) is None
     (tmp_path / "blocked").write_text("a file where the store's folder should be")
@@ -159,3 +162,20 @@ def test_catalogue_index_stores_every_views_local_features_once(tmp_path, monkey
     q = again.query(img, segment_item(img)[0])
     judged = again.judge(q, img, sku)
     assert judged.claimed_inliers > 0 and len(calls) == views + 1  # only the returned view's own
+
+
+def test_a_torn_reference_feature_file_is_recomputed_not_raised(tmp_path):
+    from pathlib import Path
+
+    from vision.features import CACHE_DIR, FeatureCache, file_hash
+
+    photo = sorted((Path(__file__).parent / "data" / "real" / "label_recognition").glob("*.jpeg"))[0]
+    (tmp_path / CACHE_DIR).mkdir()
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, version=np.int64(1), pad=np.zeros(5000))
+    torn = tmp_path / CACHE_DIR / f"{file_hash(photo)[:32]}.npz"
+    torn.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # a zip without its directory
+    computed = []
+    cache = FeatureCache(tmp_path)
+    assert cache.get(photo, lambda _p: computed.append(1)) is None  # recomputed (to nothing), not raised
+    assert computed == [1] and cache.misses == 1

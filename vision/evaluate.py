@@ -364,7 +364,7 @@ def bench_identity_scale(sizes: tuple[int, ...] = (100, 10_000), views_per_sku: 
 
     from vision.compare import segment_item
     from vision.embedding import crop_to_mask, default_backbone
-    from vision.identity import IdentityIndex, IdentityQuery, LocalFeatureStore, local_features
+    from vision.identity import IdentityIndex, LocalFeatureStore, local_features
 
     def product_mask(img):
         return segment_item(img)[0]
@@ -409,8 +409,7 @@ def bench_identity_scale(sizes: tuple[int, ...] = (100, 10_000), views_per_sku: 
                 crop = crop_to_mask(img, mask)
                 emb = backbone.embed(crop)
                 t1 = time.perf_counter()
-                q = IdentityQuery(emb, index.matrix @ emb, crop)
-                index.shortlist(q.similarities, claimed)
+                q = index.search(emb, crop)
                 t2 = time.perf_counter()
                 ql = local_features(crop)
                 t3 = time.perf_counter()

@@ -10,6 +10,7 @@ changed image has another hash, so a stale entry is never used (and never needs 
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 FEATURE_VERSION = 7  # bump when extraction changes: old cache files are then ignored
 ORB_FEATURES = 500
 CACHE_DIR = ".features"
+# What np.load raises on a missing, truncated or foreign .npz (a cut zip is BadZipFile, not an OSError).
+UNREADABLE_NPZ = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ class FeatureCache:
                     if int(data["version"]) == FEATURE_VERSION:
                         self.hits += 1
                         return ViewFeatures.from_npz(data)
-            except (OSError, ValueError, KeyError):
+            except UNREADABLE_NPZ:
                 pass  # a torn or foreign file: recompute and overwrite
         self.misses += 1
         feats = compute(image_path)

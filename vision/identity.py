@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from vision.embedding import Backbone, crop_to_mask, default_backbone
+from vision.features import UNREADABLE_NPZ
 
 SHORTLIST = 4  # other SKUs verified with local features beside the claimed one
 VERIFY_SIDE = 320  # px, long side of the crop local features run on (small crops are upscaled)
@@ -102,7 +103,7 @@ class LocalFeatureStore:
         try:
             with np.load(path, allow_pickle=False) as data:
                 pts, desc = data["points"], data["descriptors"]
-        except (OSError, ValueError, KeyError):
+        except UNREADABLE_NPZ:
             return None  # missing or damaged: recomputed, never trusted
         if pts.ndim != 2 or pts.shape[1:] != (2,) or desc.shape != (len(pts), 128):
             return None
@@ -210,8 +211,11 @@ class IdentityIndex:
 
     def query(self, image: np.ndarray, mask: np.ndarray | None = None) -> IdentityQuery:
         crop = crop_to_mask(image, mask)
-        emb = self.backbone.embed(crop)
-        return IdentityQuery(emb, self.matrix @ emb, crop)
+        return self.search(self.backbone.embed(crop), crop)
+
+    def search(self, embedding: np.ndarray, crop: np.ndarray) -> IdentityQuery:
+        """The returned view's cosine with every indexed view (``query`` once the crop is embedded)."""
+        return IdentityQuery(embedding, self.matrix @ embedding, crop)
 
     def per_sku(self, sims: np.ndarray) -> dict[str, float]:
         return {s: float(sims[rows].max()) for s, rows in self._sku_rows.items()}
@@ -325,7 +329,7 @@ def build_catalogue_index(catalogue, backbone: Backbone | None = None, segment=N
         try:
             with np.load(store, allow_pickle=False) as data:
                 known = dict(zip((str(h) for h in data["hashes"]), data["embeddings"]))
-        except (OSError, ValueError, KeyError):
+        except UNREADABLE_NPZ:
             known = {}  # a damaged cache is rebuilt, never trusted
     local = local_store_of(catalogue.root)
     index = IdentityIndex(backbone, local_store=local)
