@@ -18,18 +18,16 @@ import pytest
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from station.bench_fleet import (
+from station.bench.fleet import (
     OVERRIDE_EVERY,
     FleetSettings,
     StationLinks,
-    aggregate_mismatches,
-    check_station,
-    expected_aggregates,
     fleet_image,
     fleet_ok,
     fleet_record,
     run_fleet,
 )
+from station.bench.fleet_checks import aggregate_mismatches, check_station, expected_aggregates
 from station.domain import Grade
 from station.evidence import all_leaves, merkle_root
 from station.records import StationStore

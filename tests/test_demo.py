@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from station.cli import _finding_label
+from station.cli.common import finding_label as _finding_label
 from station.domain import Finding, FindingSource
 
 

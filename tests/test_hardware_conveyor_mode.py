@@ -12,7 +12,7 @@ from station.domain import ReturnReason, ReturnRequest
 
 
 def test_short_run_with_every_fault_sorts_nothing_wrong_and_keeps_every_record(data_dir):
-    from station.cli_hardware import run_conveyor_bench
+    from station.bench.conveyor import run_conveyor_bench
     from station.records import StationStore
 
     report = run_conveyor_bench(minutes=0.6, faults=True, time_scale=4.0, data_dir=data_dir, pitch_mm=900)

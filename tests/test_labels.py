@@ -157,7 +157,7 @@ def test_percentile_is_nearest_rank_and_one_of_the_values():
 
 
 def test_simulated_conveyor_labels_are_rma2_and_carry_the_staging_as_extra_fields():
-    from station.cli_hardware import simulated_labels
+    from station.bench.conveyor import simulated_labels
     from station.demo import simulated_returns
 
     sims = simulated_returns(40, 3)

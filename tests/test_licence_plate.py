@@ -338,10 +338,11 @@ def test_queueing_a_label_twice_keeps_one(spool):
 
 @pytest.fixture()
 def cli_app():
-    from station.cli_labels import register
+    from station.cli import labels
+    from station.cli.common import include
 
     app = typer.Typer()
-    register(app, typer.Typer())
+    include(app, labels.app)
 
     @app.command("noop", hidden=True)
     def _noop() -> None:  # a second command keeps `label` a named subcommand

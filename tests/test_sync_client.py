@@ -172,7 +172,7 @@ def test_cli_sync_once_and_status(platform, tmp_path):
 
 
 def test_sigkill_while_inspecting_and_syncing_loses_and_duplicates_nothing():
-    from station.cli_records import run_crash_bench
+    from station.bench.crash import run_crash_bench
 
     res = run_crash_bench(trials=4, per_trial=4, seed=3)
     assert res["kills"] >= 1
